@@ -1,0 +1,1 @@
+"""The tickstrata Kubernetes operator (kopf): ExchangeFeed → collector Deployments and retention CronJobs."""

@@ -1,0 +1,131 @@
+"""A server child process: start it, wait until a probe says it is ready, and always stop it within a bound."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from tickstrata.localstack.paths import cache_dir
+
+LOG_TAIL_LINES = 40
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or did not become ready in time; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing is listening on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tcp_port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+class ManagedServer:
+    """One server process whose output goes to a log file, started in its own process group."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = dict(os.environ if env is None else env)
+        # Child servers that run Java or Go may pick up our cache for temporary files; never the user's home.
+        self.env.setdefault("TMPDIR", str(cache_dir() / "tmp"))
+        self.cwd = cwd
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        if self._process is not None:
+            raise RuntimeError(f"{self.name} already started")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        Path(self.env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+        self._log_file = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            self.argv,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,  # a Ctrl-C at the terminal reaches us, and we stop the server in order
+        )
+
+    def wait_ready(self, probe: Callable[[], bool], *, timeout_secs: float, interval_secs: float = 0.1) -> None:
+        """Poll `probe` until it returns True; raise with the log tail if the process dies or time runs out."""
+        deadline = time.monotonic() + timeout_secs
+        while True:
+            if self._process is None:
+                raise RuntimeError(f"{self.name} was not started")
+            code = self._process.poll()
+            if code is not None:
+                raise ServerStartError(f"{self.name} exited with code {code} during start-up\n{self.log_tail()}")
+            with contextlib.suppress(Exception):
+                if probe():
+                    return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerStartError(
+                    f"{self.name} not ready after {timeout_secs:.0f} s ({' '.join(self.argv[:3])} ...)\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(interval_secs)
+
+    def stop(self, *, timeout_secs: float = 10.0) -> int | None:
+        """Send SIGTERM, wait up to `timeout_secs`, then SIGKILL the whole process group. Return the exit code."""
+        process, self._process = self._process, None
+        code: int | None = None
+        if process is not None:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=timeout_secs)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=timeout_secs)
+            code = process.returncode
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return code
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return f"(no log at {self.log_path})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> ManagedServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
