@@ -1,4 +1,4 @@
-"""A server child process: start it, wait until a probe says it is ready, and always stop it within a bound."""
+"""A server child process: start it, wait until a probe says it is ready, always stop it within a bound."""
 
 from __future__ import annotations
 
@@ -61,30 +61,43 @@ class ManagedServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    def exited(self) -> bool:
+        """True when the process was started and has since exited on its own."""
+        return self._process is not None and self._process.poll() is not None
+
     def start(self) -> None:
         if self._process is not None:
             raise RuntimeError(f"{self.name} already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         Path(self.env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
         self._log_file = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            self.argv,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=self.env,
-            cwd=self.cwd,
-            start_new_session=True,  # a Ctrl-C at the terminal reaches us, and we stop the server in order
-        )
+        try:
+            self._process = subprocess.Popen(
+                self.argv,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                # A Ctrl-C at the terminal reaches only us, and we stop the server in order.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            # A missing or non-executable binary: close the log now, nobody will call stop() on us.
+            self._log_file.close()
+            self._log_file = None
+            raise ServerStartError(f"{self.name} could not be executed ({self.argv[0]}): {exc}") from exc
 
     def wait_ready(self, probe: Callable[[], bool], *, timeout_secs: float, interval_secs: float = 0.1) -> None:
-        """Poll `probe` until it returns True; raise with the log tail if the process dies or time runs out."""
+        """Poll `probe` until it returns True; raise with the log tail if the process dies or times out."""
         deadline = time.monotonic() + timeout_secs
         while True:
             if self._process is None:
                 raise RuntimeError(f"{self.name} was not started")
             code = self._process.poll()
             if code is not None:
+                # Reap it and close our end of its log so a failed start leaks nothing (ResourceWarning).
+                self.stop()
                 raise ServerStartError(f"{self.name} exited with code {code} during start-up\n{self.log_tail()}")
             with contextlib.suppress(Exception):
                 if probe():
@@ -98,7 +111,7 @@ class ManagedServer:
             time.sleep(interval_secs)
 
     def stop(self, *, timeout_secs: float = 10.0) -> int | None:
-        """Send SIGTERM, wait up to `timeout_secs`, then SIGKILL the whole process group. Return the exit code."""
+        """Send SIGTERM, wait up to `timeout_secs`, then SIGKILL the process group. Return the exit code."""
         process, self._process = self._process, None
         code: int | None = None
         if process is not None:

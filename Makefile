@@ -1,0 +1,57 @@
+# tickstrata — every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .cache/venv
+PY      := $(VENV)/bin/python
+BIN     := .cache/bin
+PYTEST_ARGS ?=
+DEMO_SECS ?= 60
+
+.PHONY: help setup check lint typecheck imports protos proto-check chart-check test test-unit test-integration demo bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup:  ## install everything (venv from uv.lock, Redis, JDK, QuestDB, S3 server, buf) into .cache/, idempotently
+	@bash scripts/setup.sh
+
+check: setup lint typecheck imports proto-check chart-check  ## ruff, mypy --strict, import contracts, protos, chart
+	@echo "make check: all checks passed"
+
+lint:
+	$(VENV)/bin/ruff check services operator tests bench scripts
+	$(VENV)/bin/ruff format --check services operator tests bench scripts
+
+typecheck:
+	$(VENV)/bin/mypy services/tickstrata operator/tickstrata_operator tests bench scripts
+
+imports:
+	$(VENV)/bin/lint-imports
+
+protos:  ## regenerate the committed gRPC stubs from protos/
+	$(PY) scripts/gen_protos.py
+
+proto-check:
+	@bash scripts/check_protos.sh
+
+chart-check:
+	$(PY) scripts/check_chart.py
+
+test: setup  ## install everything, then run every test (unit + integration) against real servers
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+
+demo: setup  ## install everything, then run the pipeline locally (`tickstrata up`) for DEMO_SECS seconds
+	$(VENV)/bin/tickstrata up --duration-secs $(DEMO_SECS)
+
+bench: setup  ## run the benchmarks in bench/ and print their figures
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:  ## remove the caches of the checks (keeps .cache/, which holds the installed servers)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis

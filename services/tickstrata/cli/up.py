@@ -1,0 +1,224 @@
+"""`tickstrata up`: the whole pipeline on this machine — real Redis and QuestDB on loopback, every service.
+
+Servers come from `scripts/setup.sh` (`make demo` runs it first). Each service runs as its own process, exactly
+the command a pod runs, configured through the same environment variables the Helm chart sets. Ctrl-C (or
+`--duration-secs`) stops the services in reverse order through their SIGTERM path, then the servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from tickstrata.localstack.paths import cache_dir
+from tickstrata.localstack.process import ManagedServer, ServerStartError, free_port
+from tickstrata.localstack.questdb import QuestDBServer
+from tickstrata.localstack.redis import RedisServer
+
+SERVICE_READY_TIMEOUT_SECS: Final = 60.0
+SERVICE_STOP_TIMEOUT_SECS: Final = 30.0
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    role: str  # the `tickstrata <role>` subcommand
+    env_prefix: str
+    grpc: bool = False
+    needs_redis: bool = False
+    needs_questdb: bool = False
+
+
+# Start order: producers of data last, so every consumer is ready before anything flows.
+ROLE_SPECS: Final = (
+    RoleSpec("writer", "WRITER_", needs_redis=True, needs_questdb=True),
+    RoleSpec("validator", "VALIDATOR_", grpc=True, needs_redis=True),
+    RoleSpec("query", "QUERY_", grpc=True, needs_redis=True),
+    RoleSpec("tierer", "TIERER_"),
+    RoleSpec("simulate", "SIMULATOR_"),
+    RoleSpec("collector", "COLLECTOR_", grpc=True, needs_redis=True),
+)
+
+
+@dataclass
+class RunningService:
+    spec: RoleSpec
+    process: ManagedServer
+    health_port: int
+    grpc_port: int | None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _say(message: str) -> None:
+    print(f"[up] {message}", flush=True)
+
+
+def _readyz(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def service_env(
+    spec: RoleSpec, *, health_port: int, grpc_port: int | None, redis_url: str, questdb_http_url: str
+) -> dict[str, str]:
+    """The environment one service process gets: the same variables the chart sets in its pod."""
+    env = dict(os.environ)
+    env[f"{spec.env_prefix}HEALTH_HOST"] = "127.0.0.1"
+    env[f"{spec.env_prefix}HEALTH_PORT"] = str(health_port)
+    env[f"{spec.env_prefix}LOG_JSON"] = env.get(f"{spec.env_prefix}LOG_JSON", "true")
+    if grpc_port is not None:
+        env[f"{spec.env_prefix}GRPC_HOST"] = "127.0.0.1"
+        env[f"{spec.env_prefix}GRPC_PORT"] = str(grpc_port)
+    if spec.needs_redis:
+        env[f"{spec.env_prefix}REDIS_URL"] = redis_url
+    if spec.needs_questdb:
+        env[f"{spec.env_prefix}QUESTDB_HTTP_URL"] = questdb_http_url
+    return env
+
+
+def start_service(spec: RoleSpec, *, logs_dir: Path, redis_url: str, questdb_http_url: str) -> RunningService:
+    health_port = free_port()
+    grpc_port = free_port() if spec.grpc else None
+    env = service_env(
+        spec,
+        health_port=health_port,
+        grpc_port=grpc_port,
+        redis_url=redis_url,
+        questdb_http_url=questdb_http_url,
+    )
+    process = ManagedServer(
+        name=spec.role,
+        argv=[sys.executable, "-m", "tickstrata", spec.role],
+        log_path=logs_dir / f"{spec.role}.log",
+        env=env,
+    )
+    process.start()
+    started = time.monotonic()
+    process.wait_ready(lambda: _readyz(health_port), timeout_secs=SERVICE_READY_TIMEOUT_SECS)
+    grpc_note = f", gRPC 127.0.0.1:{grpc_port}" if grpc_port else ""
+    _say(
+        f"{spec.role:<10} ready in {time.monotonic() - started:4.1f} s  pid {process.pid}, "
+        f"health http://127.0.0.1:{health_port}/readyz{grpc_note}"
+    )
+    return RunningService(spec, process, health_port, grpc_port)
+
+
+@contextmanager
+def _server(name: str, server: RedisServer | QuestDBServer) -> Iterator[None]:
+    started = time.monotonic()
+    _say(f"starting {name} ...")
+    server.start()
+    _say(f"{name:<10} ready in {time.monotonic() - started:4.1f} s")
+    try:
+        yield
+    finally:
+        server.stop()
+        _say(f"{name} stopped")
+
+
+def wait_for_stop(duration_secs: float | None, services: Sequence[RunningService]) -> str:
+    """Block until SIGINT/SIGTERM, the duration ends, or a service exits on its own; say which."""
+    stop = threading.Event()
+    reason: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        reason.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    deadline = None if duration_secs is None else time.monotonic() + duration_secs
+    try:
+        while not stop.wait(1.0):
+            for service in services:
+                if service.process.exited():
+                    return f"{service.spec.role} exited unexpectedly (log: {service.process.log_path})"
+            if deadline is not None and time.monotonic() >= deadline:
+                return f"--duration-secs {duration_secs:g} elapsed"
+        return f"received {reason[0]}"
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run(*, data_dir: Path, duration_secs: float | None, roles: Sequence[str]) -> int:
+    specs = [spec for spec in ROLE_SPECS if spec.role in roles]
+    logs_dir = data_dir / "logs"
+    _say(f"data and logs under {data_dir}")
+    services: list[RunningService] = []
+    failed = False
+    with ExitStack() as stack:
+        redis = RedisServer(data_dir / "redis")
+        questdb = QuestDBServer(data_dir / "questdb")
+        try:
+            stack.enter_context(_server("redis", redis))
+            stack.enter_context(_server("questdb", questdb))
+            for spec in specs:
+                services.append(
+                    start_service(
+                        spec, logs_dir=logs_dir, redis_url=redis.url, questdb_http_url=questdb.http_url
+                    )
+                )
+        except ServerStartError as error:
+            _say(f"start-up failed: {error}")
+            failed = True
+        if not failed:
+            _say(
+                "all up: redis "
+                + redis.url
+                + f", QuestDB console {questdb.http_url}, PGWire {questdb.pg_dsn}. Ctrl-C to stop."
+            )
+            _say(
+                json.dumps(
+                    {s.spec.role: {"health_port": s.health_port, "grpc_port": s.grpc_port} for s in services}
+                )
+            )
+            why = wait_for_stop(duration_secs, services)
+            _say(f"stopping: {why}")
+            failed = "unexpectedly" in why
+        for service in reversed(services):
+            code = service.process.stop(timeout_secs=SERVICE_STOP_TIMEOUT_SECS)
+            _say(f"{service.spec.role:<10} stopped (exit code {code})")
+            failed = failed or code not in (0, None)
+    _say("stopped" + (" with failures (see the logs above)" if failed else " cleanly"))
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tickstrata up", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("TICKSTRATA_DATA_DIR", cache_dir() / "up")),
+        help="where server data and service logs go (default: .cache/up, or $TICKSTRATA_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--duration-secs",
+        type=float,
+        default=None,
+        help="stop by itself after this long (default: run until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--roles",
+        default=",".join(spec.role for spec in ROLE_SPECS),
+        help="comma-separated services to run (default: all)",
+    )
+    args = parser.parse_args(argv)
+    roles = [role.strip() for role in args.roles.split(",") if role.strip()]
+    unknown = sorted(set(roles) - {spec.role for spec in ROLE_SPECS})
+    if unknown:
+        parser.error(f"unknown roles: {', '.join(unknown)}")
+    return run(data_dir=args.data_dir.resolve(), duration_secs=args.duration_secs, roles=roles)

@@ -1,0 +1,30 @@
+"""Query: MarketDataService for live and backtest access (the skeleton holds the edges)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import grpc
+
+from tickstrata.common.grpc_app import GrpcRedisApp
+from tickstrata.common.grpc_server import Registrar
+from tickstrata.marketdata.v1 import market_data_service_pb2_grpc
+from tickstrata.query.settings import QuerySettings
+
+
+class MarketDataService(market_data_service_pb2_grpc.MarketDataServiceServicer):
+    """Every RPC answers UNIMPLEMENTED until its issue lands (the generated base class does exactly that)."""
+
+
+class QueryApp(GrpcRedisApp[QuerySettings]):
+    name: ClassVar[str] = "query"
+    grpc_service_names: ClassVar[Sequence[str]] = ("tickstrata.marketdata.v1.MarketDataService",)
+
+    def registrars(self) -> Sequence[Registrar]:
+        servicer = MarketDataService()
+
+        def register(server: grpc.aio.Server) -> None:
+            market_data_service_pb2_grpc.add_MarketDataServiceServicer_to_server(servicer, server)
+
+        return [register]

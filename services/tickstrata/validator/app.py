@@ -1,0 +1,30 @@
+"""Validator: completeness ledger and QualityService (the skeleton holds the edges)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import grpc
+
+from tickstrata.common.grpc_app import GrpcRedisApp
+from tickstrata.common.grpc_server import Registrar
+from tickstrata.quality.v1 import quality_service_pb2_grpc
+from tickstrata.validator.settings import ValidatorSettings
+
+
+class QualityService(quality_service_pb2_grpc.QualityServiceServicer):
+    """Every RPC answers UNIMPLEMENTED until its issue lands (the generated base class does exactly that)."""
+
+
+class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
+    name: ClassVar[str] = "validator"
+    grpc_service_names: ClassVar[Sequence[str]] = ("tickstrata.quality.v1.QualityService",)
+
+    def registrars(self) -> Sequence[Registrar]:
+        servicer = QualityService()
+
+        def register(server: grpc.aio.Server) -> None:
+            quality_service_pb2_grpc.add_QualityServiceServicer_to_server(servicer, server)
+
+        return [register]

@@ -1,0 +1,61 @@
+"""`tickstrata up` (what `make demo` runs): real Redis and QuestDB, services as processes, a clean stop."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_starts_servers_and_services_then_stops_everything_cleanly(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tickstrata",
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--duration-secs",
+            "2",
+            "--roles",
+            "writer,query",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for line in (
+        r"redis\s+ready in",
+        r"questdb\s+ready in",
+        r"writer\s+ready in .* health http://127\.0\.0\.1:\d+/readyz",
+        r"query\s+ready in .* gRPC 127\.0\.0\.1:\d+",
+        r"stopping: --duration-secs 2 elapsed",
+        r"query\s+stopped \(exit code 0\)",
+        r"writer\s+stopped \(exit code 0\)",
+        r"stopped cleanly",
+    ):
+        assert re.search(line, output), f"missing {line!r} in:\n{output}"
+    # Services stop before the servers they depend on.
+    assert output.index("writer     stopped") < output.index("questdb stopped") < output.index("redis stopped")
+    assert (tmp_path / "logs" / "writer.log").read_text().count("shutdown complete") == 1
+
+
+def test_up_rejects_unknown_roles(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tickstrata", "up", "--data-dir", str(tmp_path), "--roles", "writer,trader"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "unknown roles: trader" in result.stderr
