@@ -17,9 +17,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tickstrata.backfill.v1 import backfill_service_pb2, backfill_service_pb2_grpc
 from tickstrata.cli.up import ROLE_SPECS, RoleSpec
 from tickstrata.localstack.process import free_port
 from tickstrata.localstack.redis import RedisServer
+from tickstrata.marketdata.v1 import market_data_service_pb2, market_data_service_pb2_grpc
+from tickstrata.quality.v1 import quality_service_pb2, quality_service_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -45,9 +48,7 @@ class ServiceProcess:
         deadline = time.monotonic() + READY_TIMEOUT_SECS
         last: object = None
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, (
-                f"exited early with {self.process.returncode}: {self.output()}"
-            )
+            assert self.process.poll() is None, f"exited early with {self.process.returncode}: {self.output()}"
             try:
                 code, body = self.readyz()
                 if code == status:
@@ -116,9 +117,7 @@ def test_role_starts_reports_ready_and_exits_zero_on_sigterm(
         assert checks["redis"] == {"ok": True, "detail": "PONG"}
     if service.grpc_port is not None:
         with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=5
-            )
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
     sent_at = time.monotonic()
@@ -169,3 +168,44 @@ def test_help_lists_every_environment_variable_of_the_role() -> None:
     text = result.stdout.decode()
     for variable in ("WRITER_REDIS_URL", "WRITER_HEALTH_PORT", "WRITER_SHUTDOWN_TIMEOUT_SECS", "OTEL_"):
         assert variable in text
+
+
+def call_unimplemented(role: str, channel: grpc.Channel) -> list[grpc.RpcError]:
+    """Call one unary and (where the service has one) one streaming RPC of `role`'s skeleton servicer."""
+    errors: list[grpc.RpcError] = []
+    calls: list[object] = []
+    if role == "query":
+        market = market_data_service_pb2_grpc.MarketDataServiceStub(channel)
+        calls = [
+            lambda: market.GetLatestPrice(market_data_service_pb2.GetLatestPriceRequest(), timeout=5),
+            lambda: list(market.GetCandles(market_data_service_pb2.GetCandlesRequest(), timeout=5)),
+        ]
+    elif role == "validator":
+        quality = quality_service_pb2_grpc.QualityServiceStub(channel)
+        calls = [lambda: quality.ListGaps(quality_service_pb2.ListGapsRequest(), timeout=5)]
+    elif role == "collector":
+        backfill = backfill_service_pb2_grpc.BackfillServiceStub(channel)
+        calls = [lambda: backfill.Backfill(backfill_service_pb2.BackfillRequest(), timeout=5)]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as caught:
+            call()  # type: ignore[operator]
+        errors.append(caught.value)
+    return errors
+
+
+@pytest.mark.parametrize(("role", "rpcs"), [("query", 2), ("validator", 1), ("collector", 1)])
+def test_skeleton_rpcs_answer_unimplemented_naming_the_rpc(
+    role: str, rpcs: int, redis_server: RedisServer, started: list[ServiceProcess]
+) -> None:
+    spec = next(spec for spec in ROLE_SPECS if spec.role == role)
+    service = spawn(spec, role_env(spec, redis_server.url))
+    started.append(service)
+    service.wait_for(200)
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        errors = call_unimplemented(role, channel)
+    assert len(errors) == rpcs
+    for error in errors:
+        assert error.code() == grpc.StatusCode.UNIMPLEMENTED, error
+        assert "is not implemented yet" in str(error.details())
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(timeout=30) == 0

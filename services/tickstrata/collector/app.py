@@ -8,13 +8,10 @@ from typing import ClassVar
 import grpc
 
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc
+from tickstrata.collector.servicer import BackfillService
 from tickstrata.collector.settings import CollectorSettings
 from tickstrata.common.grpc_app import GrpcRedisApp
 from tickstrata.common.grpc_server import Registrar
-
-
-class BackfillService(backfill_service_pb2_grpc.BackfillServiceServicer):
-    """Every RPC answers UNIMPLEMENTED until its issue lands (the generated base class does exactly that)."""
 
 
 class CollectorApp(GrpcRedisApp[CollectorSettings]):

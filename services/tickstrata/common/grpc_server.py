@@ -8,7 +8,8 @@ listening and NOT_SERVING from the moment shutdown begins, so load balancers dra
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -70,3 +71,17 @@ class GrpcServer:
             return
         await self._health.enter_graceful_shutdown()
         await server.stop(grace_secs)
+
+
+async def abort_unimplemented(context: grpc.aio.ServicerContext[Any, Any], rpc: str) -> NoReturn:
+    """End an RPC whose service skeleton exists but whose behaviour has not landed yet, saying which RPC."""
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented yet in this version of tickstrata")
+    raise AssertionError("context.abort always raises")  # for type checkers: abort never returns
+
+
+async def unimplemented_stream(context: grpc.aio.ServicerContext[Any, Any], rpc: str) -> AsyncIterator[Any]:
+    """The streaming twin of `abort_unimplemented`; use as `async for item in unimplemented_stream(...): yield item`."""
+    nothing: tuple[Any, ...] = ()
+    for item in nothing:  # the yield makes this an async generator, so the caller can delegate to it
+        yield item
+    await abort_unimplemented(context, rpc)

@@ -10,11 +10,8 @@ import grpc
 from tickstrata.common.grpc_app import GrpcRedisApp
 from tickstrata.common.grpc_server import Registrar
 from tickstrata.marketdata.v1 import market_data_service_pb2_grpc
+from tickstrata.query.servicer import MarketDataService
 from tickstrata.query.settings import QuerySettings
-
-
-class MarketDataService(market_data_service_pb2_grpc.MarketDataServiceServicer):
-    """Every RPC answers UNIMPLEMENTED until its issue lands (the generated base class does exactly that)."""
 
 
 class QueryApp(GrpcRedisApp[QuerySettings]):

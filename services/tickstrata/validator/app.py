@@ -10,11 +10,8 @@ import grpc
 from tickstrata.common.grpc_app import GrpcRedisApp
 from tickstrata.common.grpc_server import Registrar
 from tickstrata.quality.v1 import quality_service_pb2_grpc
+from tickstrata.validator.servicer import QualityService
 from tickstrata.validator.settings import ValidatorSettings
-
-
-class QualityService(quality_service_pb2_grpc.QualityServiceServicer):
-    """Every RPC answers UNIMPLEMENTED until its issue lands (the generated base class does exactly that)."""
 
 
 class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
