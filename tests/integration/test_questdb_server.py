@@ -61,7 +61,7 @@ def _create_trades_table(server: QuestDBServer, table: str) -> None:
 
 
 def _wal_status(server: QuestDBServer, table: str) -> dict[str, Any]:
-    (status,) = _rows(server.exec_sql(f"SELECT * FROM wal_tables() WHERE name = '{table}'"))  # noqa: S608
+    (status,) = _rows(server.exec_sql(f"SELECT * FROM wal_tables() WHERE name = '{table}'"))
     return status
 
 
@@ -91,7 +91,7 @@ def _write(server: QuestDBServer, table: str, trades: tuple[Trade, ...]) -> None
 
 def _read_pg(server: QuestDBServer, table: str, *, binary: bool) -> list[Trade]:
     # `ts::long` keeps the nanoseconds: psycopg maps TIMESTAMP_NS to datetime, which stops at microseconds.
-    sql = f"SELECT ts::long, symbol, trade_id, price, size FROM {table} ORDER BY ts, symbol"  # noqa: S608
+    sql = f"SELECT ts::long, symbol, trade_id, price, size FROM {table} ORDER BY ts, symbol"
     with psycopg.connect(server.pg_dsn, autocommit=True) as conn, conn.cursor(binary=binary) as cursor:
         cursor.execute(sql)
         return [Trade(*row) for row in cursor.fetchall()]
@@ -100,14 +100,14 @@ def _read_pg(server: QuestDBServer, table: str, *, binary: bool) -> list[Trade]:
 def test_table_created_by_sql_is_wal_daily_with_dedup_keys(questdb_server: QuestDBServer, questdb_table: str) -> None:
     _create_trades_table(questdb_server, questdb_table)
 
-    (table,) = _rows(questdb_server.exec_sql(f"SELECT * FROM tables() WHERE table_name = '{questdb_table}'"))  # noqa: S608
+    (table,) = _rows(questdb_server.exec_sql(f"SELECT * FROM tables() WHERE table_name = '{questdb_table}'"))
     assert (table["designatedTimestamp"], table["partitionBy"], table["walEnabled"], table["dedup"]) == (
         "ts",
         "DAY",
         True,
         True,
     )
-    columns = _rows(questdb_server.exec_sql(f"SELECT * FROM table_columns('{questdb_table}')"))  # noqa: S608
+    columns = _rows(questdb_server.exec_sql(f"SELECT * FROM table_columns('{questdb_table}')"))
     assert {c["column"]: (c["type"], c["upsertKey"]) for c in columns} == {
         "ts": ("TIMESTAMP_NS", True),
         "symbol": ("SYMBOL", True),
@@ -143,7 +143,7 @@ def test_ilp_rows_read_back_exactly_and_replay_upserts_without_growing(
 
     expected_after = sorted((revised, *TRADES[:1], *TRADES[2:]), key=lambda t: (t.ts_ns, t.symbol))
     assert _read_pg(questdb_server, questdb_table, binary=False) == expected_after
-    (count,) = _rows(questdb_server.exec_sql(f"SELECT count() AS n FROM {questdb_table}"))  # noqa: S608
+    (count,) = _rows(questdb_server.exec_sql(f"SELECT count() AS n FROM {questdb_table}"))
     assert count == {"n": len(TRADES)}
 
 

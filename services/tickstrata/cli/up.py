@@ -168,9 +168,7 @@ def run(*, data_dir: Path, duration_secs: float | None, roles: Sequence[str]) ->
             stack.enter_context(_server("questdb", questdb))
             for spec in specs:
                 services.append(
-                    start_service(
-                        spec, logs_dir=logs_dir, redis_url=redis.url, questdb_http_url=questdb.http_url
-                    )
+                    start_service(spec, logs_dir=logs_dir, redis_url=redis.url, questdb_http_url=questdb.http_url)
                 )
         except ServerStartError as error:
             _say(f"start-up failed: {error}")
@@ -181,11 +179,7 @@ def run(*, data_dir: Path, duration_secs: float | None, roles: Sequence[str]) ->
                 + redis.url
                 + f", QuestDB console {questdb.http_url}, PGWire {questdb.pg_dsn}. Ctrl-C to stop."
             )
-            _say(
-                json.dumps(
-                    {s.spec.role: {"health_port": s.health_port, "grpc_port": s.grpc_port} for s in services}
-                )
-            )
+            _say(json.dumps({s.spec.role: {"health_port": s.health_port, "grpc_port": s.grpc_port} for s in services}))
             why = wait_for_stop(duration_secs, services)
             _say(f"stopping: {why}")
             failed = "unexpectedly" in why

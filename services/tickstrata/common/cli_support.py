@@ -23,9 +23,7 @@ def settings_help(settings_cls: type[ServiceSettings]) -> str:
         lines.append(f"  {env_var_name(settings_cls, field_name):<34} {default}")
         if field.description:
             lines.append(f"      {field.description}")
-    lines.append(
-        "  OTEL_*                             standard OpenTelemetry variables (see docs/telemetry.md)"
-    )
+    lines.append("  OTEL_*                             standard OpenTelemetry variables (see docs/telemetry.md)")
     return "\n".join(lines)
 
 

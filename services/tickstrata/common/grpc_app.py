@@ -64,9 +64,7 @@ class GrpcRedisApp(ServiceApp[GrpcRedisSettingsT], abc.ABC):
         grpc_server = self._grpc
 
         async def grpc_check() -> CheckResult:
-            return CheckResult(
-                grpc_server.serving, f"port {grpc_server.port}" if grpc_server.serving else "stopped"
-            )
+            return CheckResult(grpc_server.serving, f"port {grpc_server.port}" if grpc_server.serving else "stopped")
 
         context.health.add_check("grpc", grpc_check)
 

@@ -137,9 +137,7 @@ async def _run(app: ServiceApp[Any], telemetry: Telemetry) -> int:
     return EXIT_OK if clean and not context.failures else EXIT_FAILED
 
 
-async def _start_unless_stopped(
-    app: ServiceApp[Any], context: ServiceContext, stop_event: asyncio.Event
-) -> bool:
+async def _start_unless_stopped(app: ServiceApp[Any], context: ServiceContext, stop_event: asyncio.Event) -> bool:
     """Run `app.start`, abandoning it if a stop signal arrives first (a pod killed while still starting)."""
     start = asyncio.create_task(app.start(context), name=f"{app.name}-start")
     stopped = asyncio.create_task(stop_event.wait())

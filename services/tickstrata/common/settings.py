@@ -24,9 +24,7 @@ class SettingsError(ValueError):
 class ServiceSettings(BaseSettings):
     """Fields every service has. Subclasses set `model_config = service_config("WRITER_")`."""
 
-    model_config = SettingsConfigDict(
-        frozen=True, extra="ignore", case_sensitive=False, use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False, use_attribute_docstrings=True)
 
     health_host: str = "0.0.0.0"
     """Address the HTTP health server (`/healthz`, `/readyz`) binds; 0.0.0.0 so kubelet probes reach it."""
