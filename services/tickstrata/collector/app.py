@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import ClassVar
-
-import grpc
 
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc
 from tickstrata.collector.servicer import BackfillService
@@ -19,9 +18,4 @@ class CollectorApp(GrpcRedisApp[CollectorSettings]):
     grpc_service_names: ClassVar[Sequence[str]] = ("tickstrata.backfill.v1.BackfillService",)
 
     def registrars(self) -> Sequence[Registrar]:
-        servicer = BackfillService()
-
-        def register(server: grpc.aio.Server) -> None:
-            backfill_service_pb2_grpc.add_BackfillServiceServicer_to_server(servicer, server)
-
-        return [register]
+        return [functools.partial(backfill_service_pb2_grpc.add_BackfillServiceServicer_to_server, BackfillService())]

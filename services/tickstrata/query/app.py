@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import ClassVar
 
-import grpc
-
 from tickstrata.common.grpc_app import GrpcRedisApp
 from tickstrata.common.grpc_server import Registrar
-from tickstrata.marketdata.v1 import market_data_service_pb2_grpc
+from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
 from tickstrata.query.servicer import MarketDataService
 from tickstrata.query.settings import QuerySettings
 
@@ -19,9 +18,4 @@ class QueryApp(GrpcRedisApp[QuerySettings]):
     grpc_service_names: ClassVar[Sequence[str]] = ("tickstrata.marketdata.v1.MarketDataService",)
 
     def registrars(self) -> Sequence[Registrar]:
-        servicer = MarketDataService()
-
-        def register(server: grpc.aio.Server) -> None:
-            market_data_service_pb2_grpc.add_MarketDataServiceServicer_to_server(servicer, server)
-
-        return [register]
+        return [functools.partial(pb_grpc.add_MarketDataServiceServicer_to_server, MarketDataService())]

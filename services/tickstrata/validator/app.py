@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import ClassVar
-
-import grpc
 
 from tickstrata.common.grpc_app import GrpcRedisApp
 from tickstrata.common.grpc_server import Registrar
@@ -19,9 +18,4 @@ class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
     grpc_service_names: ClassVar[Sequence[str]] = ("tickstrata.quality.v1.QualityService",)
 
     def registrars(self) -> Sequence[Registrar]:
-        servicer = QualityService()
-
-        def register(server: grpc.aio.Server) -> None:
-            quality_service_pb2_grpc.add_QualityServiceServicer_to_server(servicer, server)
-
-        return [register]
+        return [functools.partial(quality_service_pb2_grpc.add_QualityServiceServicer_to_server, QualityService())]
