@@ -176,6 +176,8 @@ class Trade(_Struct, frozen=True, tag="t"):
     side: Side
     ts_event_ns: int
     ts_recv_ns: int
+    backfilled: bool = False
+    """True when fetched from the venue's REST history to fill a gap rather than received live."""
 
     def __post_init__(self) -> None:
         # Every consumer decodes every trade, and validation was over half of the decode time, so the common

@@ -216,10 +216,11 @@ def test_invalid_event_values_are_rejected_on_decode(array: list[object], detail
 
 def test_unknown_fields_and_appended_event_fields_are_ignored() -> None:
     # Forward compatibility: a newer producer may add entry fields or append defaulted fields to an event.
-    fields = {**_entry([[*_trade_array(), "appended-later"]]), b"future": b"x"}
+    fields = {**_entry([[*_trade_array(), True, "appended-later"]]), b"future": b"x"}
     (trade,) = decode_entry(fields).events
     assert isinstance(trade, Trade)
     assert trade.price == Decimal("1.5")
+    assert trade.backfilled is True
 
 
 DECIMALS = st.decimals(allow_nan=False, allow_infinity=False)
