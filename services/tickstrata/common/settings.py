@@ -101,8 +101,8 @@ def load_settings(settings_cls: type[SettingsT], environ: Mapping[str, str] | No
 def _describe(settings_cls: type[ServiceSettings], error: ValidationError) -> str:
     lines = [f"invalid {settings_cls.__name__} configuration:"]
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "?"
-        variable = env_var_name(settings_cls, field)
+        # A rule that spans fields (a model validator) has no location: name the settings class instead.
+        variable = env_var_name(settings_cls, str(item["loc"][0])) if item["loc"] else settings_cls.__name__
         given = item.get("input")
         shown = "" if item["type"] == "missing" or isinstance(given, dict) else f" (got {given!r})"
         lines.append(f"  {variable}: {item['msg']}{shown}")
