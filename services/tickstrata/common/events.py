@@ -346,11 +346,13 @@ class Funding(_Struct, frozen=True, tag="f"):
 
 
 class Gap(_Struct, frozen=True, tag="g"):
-    """A loss of continuity: events of ``data_type`` in ``[start_ns, end_ns)`` may be missing.
+    """A loss of continuity: events of ``data_type`` with ``start_ns <= ts_event_ns <= end_ns`` may be missing.
 
     ``symbol`` is ``None`` when the whole feed is affected (a dropped connection carries every symbol).
     ``start_ns`` is the last moment known good (the last event received), ``end_ns`` the first known good
-    again; both are event-time nanoseconds. ``cause`` is a human-readable detail for the gap list.
+    again; both are event-time nanoseconds and both are inclusive, because venues stamp in milliseconds and
+    several events share one stamp: a backfill fetches the closed window and de-duplicates by id. ``cause`` is a
+    human-readable detail for the gap list.
     """
 
     exchange: str
@@ -371,7 +373,7 @@ class Gap(_Struct, frozen=True, tag="g"):
         _check_uint("start_ns", self.start_ns)
         _check_uint("end_ns", self.end_ns)
         if self.end_ns < self.start_ns:
-            raise ValueError(f"gap window ends before it starts: [{self.start_ns}, {self.end_ns})")
+            raise ValueError(f"gap window ends before it starts: [{self.start_ns}, {self.end_ns}]")
         if not isinstance(self.cause, str):
             raise TypeError(f"cause must be str, got {type(self.cause).__name__}")
         _check_uint("ts_recv_ns", self.ts_recv_ns)
