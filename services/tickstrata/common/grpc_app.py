@@ -51,9 +51,15 @@ class GrpcRedisApp(ServiceApp[GrpcRedisSettingsT], abc.ABC):
     def registrars(self) -> Sequence[Registrar]:
         """Return the functions that add this service's servicers to the gRPC server."""
 
+    def _open_redis(self, context: ServiceContext) -> aioredis.Redis:
+        """The Redis client, opened on first use (a subclass may need it before the gRPC server starts)."""
+        if self._redis is None:
+            self._redis = connect_redis(self.settings.redis_url)
+            context.health.add_check("redis", redis_ready_check(self._redis))
+        return self._redis
+
     async def start(self, context: ServiceContext) -> None:
-        self._redis = connect_redis(self.settings.redis_url)
-        context.health.add_check("redis", redis_ready_check(self._redis))
+        self._open_redis(context)
         self._grpc = GrpcServer(
             host=self.settings.grpc_host,
             port=self.settings.grpc_port,
