@@ -8,6 +8,7 @@ from tests.integration.servers.chdb_fixtures import chdb_client, chdb_path
 from tests.integration.servers.questdb_fixtures import questdb_server, questdb_table
 from tests.integration.servers.redis_fixtures import redis_client, redis_server
 from tests.integration.servers.s3_fixtures import s3_bucket, s3_client, s3_server
+from tests.integration.servers.simulator_fixtures import simulator
 
 __all__ = [
     "chdb_client",
@@ -19,4 +20,5 @@ __all__ = [
     "s3_bucket",
     "s3_client",
     "s3_server",
+    "simulator",
 ]

@@ -10,14 +10,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tickstrata.backfill.v1 import backfill_service_pb2, backfill_service_pb2_grpc
+from tests.integration.servers.simulator_fixtures import SimulatorEndpoints
 from tickstrata.cli.up import ROLE_SPECS, RoleSpec
 from tickstrata.localstack.process import free_port
 from tickstrata.localstack.redis import RedisServer
@@ -98,15 +98,27 @@ def started() -> Iterator[list[ServiceProcess]]:
             service.process.stdout.close()
 
 
-def role_env(spec: RoleSpec, redis_url: str) -> dict[str, str]:
-    return {f"{spec.env_prefix}REDIS_URL": redis_url} if spec.needs_redis else {}
+@pytest.fixture
+def role_env(redis_server: RedisServer, simulator: SimulatorEndpoints) -> Callable[[RoleSpec], dict[str, str]]:
+    """The environment a role needs beyond its ports: Redis, and for the collector a venue (the simulator)."""
+
+    def env(spec: RoleSpec) -> dict[str, str]:
+        values = {f"{spec.env_prefix}REDIS_URL": redis_server.url} if spec.needs_redis else {}
+        if spec.role == "collector":
+            values["COLLECTOR_WS_URL"] = simulator.ws_url("binance")
+            values["COLLECTOR_REST_URL"] = simulator.rest_url("binance")
+        if spec.role == "simulate":  # never a default port in a test
+            values.update(SIMULATOR_SPOT_PORT="0", SIMULATOR_USDM_PORT="0")
+        return values
+
+    return env
 
 
 @pytest.mark.parametrize("spec", ALL_ROLES, ids=[spec.role for spec in ALL_ROLES])
 def test_role_starts_reports_ready_and_exits_zero_on_sigterm(
-    spec: RoleSpec, redis_server: RedisServer, started: list[ServiceProcess]
+    spec: RoleSpec, role_env: Callable[[RoleSpec], dict[str, str]], started: list[ServiceProcess]
 ) -> None:
-    service = spawn(spec, role_env(spec, redis_server.url))
+    service = spawn(spec, role_env(spec))
     started.append(service)
 
     body = service.wait_for(200)
@@ -183,9 +195,6 @@ def call_unimplemented(role: str, channel: grpc.Channel) -> list[grpc.RpcError]:
     elif role == "validator":
         quality = quality_service_pb2_grpc.QualityServiceStub(channel)
         calls = [lambda: quality.ListGaps(quality_service_pb2.ListGapsRequest(), timeout=5)]
-    elif role == "collector":
-        backfill = backfill_service_pb2_grpc.BackfillServiceStub(channel)
-        calls = [lambda: backfill.Backfill(backfill_service_pb2.BackfillRequest(), timeout=5)]
     for call in calls:
         with pytest.raises(grpc.RpcError) as caught:
             call()  # type: ignore[operator]
@@ -193,12 +202,12 @@ def call_unimplemented(role: str, channel: grpc.Channel) -> list[grpc.RpcError]:
     return errors
 
 
-@pytest.mark.parametrize(("role", "rpcs"), [("query", 2), ("validator", 1), ("collector", 1)])
+@pytest.mark.parametrize(("role", "rpcs"), [("query", 2), ("validator", 1)])
 def test_skeleton_rpcs_answer_unimplemented_naming_the_rpc(
-    role: str, rpcs: int, redis_server: RedisServer, started: list[ServiceProcess]
+    role: str, rpcs: int, role_env: Callable[[RoleSpec], dict[str, str]], started: list[ServiceProcess]
 ) -> None:
     spec = next(spec for spec in ROLE_SPECS if spec.role == role)
-    service = spawn(spec, role_env(spec, redis_server.url))
+    service = spawn(spec, role_env(spec))
     started.append(service)
     service.wait_for(200)
     with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
