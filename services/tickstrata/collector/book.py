@@ -375,6 +375,10 @@ class LocalBook:
             local_id = diff.final_update_id
         if self._bid_prices and self._ask_prices and self._bid_prices[-1] >= self._ask_prices[0]:
             return self._gap(ResyncReason.CROSSED, None)
+        if local_id == last_id:
+            # Nothing replayed: the book is published as of the snapshot, so a later loss starts there. REST
+            # snapshots carry no event time; their receipt time bounds it.
+            self._last_applied_ts_event_ns = snapshot.ts_recv_ns
         return BookUpdate(UpdateKind.SYNCED, top_changed=True, last_update_id=self._last_update_id)
 
     def _load(self, snapshot: DepthSnapshot) -> None:

@@ -60,8 +60,11 @@ def diff(
     return Diff(SYMBOL, first, final, pu, _pairs(bids), _pairs(asks), ts_ns, ts_ns + 1)
 
 
+SNAPSHOT_RECV_NS = 999
+
+
 def snap(last_id: int, bids: dict[str, str], asks: dict[str, str]) -> Snapshot:
-    return Snapshot(SYMBOL, last_id, _pairs(bids), _pairs(asks), 999)
+    return Snapshot(SYMBOL, last_id, _pairs(bids), _pairs(asks), SNAPSHOT_RECV_NS)
 
 
 def levels(book: LocalBook) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -283,7 +286,7 @@ def test_event_builders() -> None:
     book.on_snapshot(snap(10, BASE_BIDS, BASE_ASKS))
     quote = book.quote_event("binance", ts_recv_ns=555)
     assert quote is not None
-    assert quote.ts_event_ns == 555
+    assert quote.ts_event_ns == SNAPSHOT_RECV_NS  # no diff applied yet: the book is as of the snapshot
     book.on_diff(diff(11, 11, {"100": "3"}, ts=1_000))
     quote = book.quote_event("binance", ts_recv_ns=2_000)
     assert quote is not None
@@ -300,6 +303,16 @@ def test_event_builders() -> None:
     assert event.ts_event_ns == 1_000
     assert event.bids == (BookLevel(Decimal("100"), Decimal("3")), BookLevel(Decimal("99"), Decimal("2")))
     assert event.asks == (BookLevel(Decimal("101"), Decimal("1")), BookLevel(Decimal("102"), Decimal("2")))
+
+
+def test_gap_right_after_a_snapshot_only_sync_starts_at_the_snapshot() -> None:
+    # Found end to end: a book synced from a snapshot newer than every buffered diff, then a jump before any
+    # live diff. The book was published, so the loss must be reported, starting when the snapshot arrived.
+    book = spot_book()
+    book.on_snapshot(snap(10, BASE_BIDS, BASE_ASKS))
+    update = book.on_diff(diff(15, 16, {"100": "3"}, ts=2_000))
+    assert update.kind is UpdateKind.GAP
+    assert (update.last_applied_ts_event_ns, update.ts_event_ns) == (SNAPSHOT_RECV_NS, 2_000)
 
 
 # -- USD-M ------------------------------------------------------------------------------------------------------

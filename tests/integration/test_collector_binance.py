@@ -1,0 +1,292 @@
+"""The Binance collectors end to end: simulator → collector process → real Redis, with every fault kind."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+
+from tests.integration.collector_harness import (
+    Published,
+    faults,
+    post_fault,
+    running_collector,
+    simulator_state,
+    wait_until,
+)
+from tests.integration.servers.simulator_fixtures import SimulatorEndpoints, start_simulator
+from tickstrata.backfill.v1 import backfill_service_pb2 as backfill_pb
+from tickstrata.backfill.v1 import backfill_service_pb2_grpc as backfill_grpc
+from tickstrata.common.events import BookSnapshot, Candle, Funding, GapKind, Quote, Trade
+from tickstrata.common.streams import decode_latest_price, latest_price_key
+from tickstrata.localstack.redis import RedisServer
+from tickstrata.marketdata.v1 import market_data_pb2
+
+pytestmark = pytest.mark.integration
+
+SPOT_SYMBOLS = [
+    f"{base}-USDT"
+    for base in (
+        "BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK",
+        "LTC", "TRX", "ATOM", "UNI", "ETC", "XLM", "NEAR", "APT", "FIL", "ARB",
+    )
+]  # fmt: skip
+PERP_SYMBOLS = [f"{symbol}-PERP" for symbol in SPOT_SYMBOLS]
+
+
+@pytest.fixture
+def fresh_simulator(tmp_path: Path) -> Iterator[SimulatorEndpoints]:
+    """A simulator of this test's own: faults change its state."""
+    process, endpoints = start_simulator(tmp_path, trades_per_sec="15", book_updates_per_sec="10")
+    try:
+        yield endpoints
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def published(redis_client: redis.Redis) -> Published:
+    return Published(redis_client)
+
+
+def assert_trade_ids_consecutive(trades: list[Trade]) -> None:
+    ids = sorted({int(trade.trade_id) for trade in trades})
+    assert ids == list(range(ids[0], ids[-1] + 1)), "trade ids skipped values"
+
+
+def test_spot_and_usdm_publish_every_channel_for_20_symbols(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    with (
+        running_collector(tmp_path, fresh_simulator, redis_server.url, exchange="binance", symbols=SPOT_SYMBOLS),
+        running_collector(tmp_path, fresh_simulator, redis_server.url, exchange="binance-usdm", symbols=PERP_SYMBOLS),
+    ):
+        wait_until(
+            lambda: len(published.trades("binance")) == 20 and len(published.trades("binance-usdm")) == 20,
+            timeout_secs=30,
+            what="trades of all 40 instruments",
+        )
+        time.sleep(3)  # a few book samples and a funding update per symbol
+    for exchange, symbols in (("binance", SPOT_SYMBOLS), ("binance-usdm", PERP_SYMBOLS)):
+        trades = published.trades(exchange)
+        assert sorted(trades) == sorted(symbols)
+        for symbol, symbol_trades in trades.items():
+            assert_trade_ids_consecutive(symbol_trades)
+            cached = decode_latest_price(published.client.get(latest_price_key(exchange, symbol)))  # type: ignore[arg-type]
+            last = max(symbol_trades, key=lambda trade: int(trade.trade_id))
+            assert (cached.price, cached.ts_event_ns) == (last.price, last.ts_event_ns)
+        books = [e for e in published.events(f"md:{exchange}:books") if isinstance(e, BookSnapshot)]
+        assert {book.symbol for book in books} == set(symbols)
+        for book in books:
+            assert book.bids
+            assert book.asks
+            assert book.bids[0].price < book.asks[0].price, f"crossed book {book}"
+            assert [level.price for level in book.bids] == sorted((level.price for level in book.bids), reverse=True)
+        quotes = [e for e in published.events(f"md:{exchange}:quotes") if isinstance(e, Quote)]
+        assert {quote.symbol for quote in quotes} == set(symbols)
+        assert all(quote.bid_price < quote.ask_price for quote in quotes)
+        candles = [e for e in published.events(f"md:{exchange}:candles") if isinstance(e, Candle)]
+        assert {candle.symbol for candle in candles} == set(symbols)
+        assert all(candle.low <= min(candle.open, candle.close) for candle in candles)
+    funding = [e for e in published.events("md:binance-usdm:funding") if isinstance(e, Funding)]
+    assert {event.symbol for event in funding} == set(PERP_SYMBOLS)
+    assert published.gaps() == []
+    assert published.quarantined() == []
+
+
+def test_dropped_trades_become_one_exact_trade_id_gap(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    with running_collector(
+        tmp_path, fresh_simulator, redis_server.url, exchange="binance", symbols=["BTC-USDT"], channels=["trades"]
+    ):
+        wait_until(lambda: len(published.trades("binance")) == 1, timeout_secs=20, what="first trades")
+        record = post_fault(fresh_simulator, "binance", {"kind": "drop", "stream": "btcusdt@aggTrade", "count": 3})
+        wait_until(lambda: len(published.gaps()) == 1, timeout_secs=20, what="the trade-id gap")
+        time.sleep(0.5)
+    dropped = [entry for entry in simulator_faults_effects(fresh_simulator, record["id"]) if "first_id" in entry]
+    assert len(dropped) == 3
+    first_missing, last_missing = dropped[0]["first_id"], dropped[-1]["last_id"]
+    (gap,) = published.gaps()
+    trades = {int(trade.trade_id): trade for trade in published.trades("binance")["BTC-USDT"]}
+    assert gap.kind is GapKind.TRADE_ID
+    assert gap.symbol == "BTC-USDT"
+    assert gap.cause.startswith(f"trade ids {first_missing}..{last_missing} missing")
+    assert gap.start_ns == trades[first_missing - 1].ts_event_ns
+    assert gap.end_ns == trades[last_missing + 1].ts_event_ns
+    assert not set(range(first_missing, last_missing + 1)) & set(trades)
+
+
+def simulator_faults_effects(endpoints: SimulatorEndpoints, record_id: int) -> list[dict[str, int]]:
+    (record,) = [r for r in faults(endpoints, "binance") if r["id"] == record_id]
+    dropped: list[dict[str, int]] = record["effects"].get("dropped", [])
+    return dropped
+
+
+def test_depth_gap_resyncs_the_book_and_reports_a_sequence_gap(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    with running_collector(
+        tmp_path, fresh_simulator, redis_server.url, exchange="binance", symbols=["ETH-USDT"], channels=["books"]
+    ) as collector:
+        wait_until(lambda: "book synced" in collector.log(), timeout_secs=20, what="the first book sync")
+        post_fault(fresh_simulator, "binance", {"kind": "depth_gap", "symbol": "ETHUSDT", "count": 2})
+        wait_until(lambda: collector.log().count("book synced") >= 2, timeout_secs=20, what="the resync")
+        time.sleep(1)
+    gaps = published.gaps()
+    assert [(gap.kind, gap.data_type, gap.symbol) for gap in gaps] == [(GapKind.SEQUENCE, "books", "ETH-USDT")]
+    assert gaps[0].start_ns < gaps[0].end_ns
+    books = [e for e in published.events("md:binance:books") if isinstance(e, BookSnapshot)]
+    assert all(book.bids[0].price < book.asks[0].price for book in books)
+    assert any(book.ts_recv_ns > gaps[0].ts_recv_ns for book in books), "no book published after the resync"
+
+
+@pytest.mark.parametrize(("fault", "kind"), [("abrupt_close", GapKind.DISCONNECT), ("silent", GapKind.STALE)])
+def test_lost_connection_is_replaced_and_every_window_is_reported(
+    tmp_path: Path,
+    fresh_simulator: SimulatorEndpoints,
+    redis_server: RedisServer,
+    published: Published,
+    fault: str,
+    kind: GapKind,
+) -> None:
+    symbols = ["BTC-USDT", "ETH-USDT"]
+    with running_collector(
+        tmp_path,
+        fresh_simulator,
+        redis_server.url,
+        exchange="binance",
+        symbols=symbols,
+        channels=["trades", "quotes"],
+        watchdog_timeout_secs="1.0",
+    ) as collector:
+        wait_until(lambda: len(published.trades("binance")) == 2, timeout_secs=20, what="trades of both symbols")
+        post_fault(fresh_simulator, "binance", {"kind": fault})
+        wait_until(
+            lambda: (
+                {(g.symbol, g.data_type) for g in published.gaps() if g.kind is kind}
+                >= {(s, t) for s in symbols for t in ("trades", "quotes")}
+            ),
+            timeout_secs=30,
+            what=f"{kind} gaps for every subscription",
+        )
+        reconnected_at = time.time_ns()
+        wait_until(
+            lambda: all(
+                max(t.ts_recv_ns for t in trades) > reconnected_at for trades in published.trades("binance").values()
+            ),
+            timeout_secs=20,
+            what="trades after the reconnect",
+        )
+        assert "reconnecting" in collector.log()
+    trades = published.trades("binance")
+    for gap in (g for g in published.gaps() if g.kind is kind and g.data_type == "trades"):
+        assert gap.symbol is not None
+        times = sorted(trade.ts_event_ns for trade in trades[gap.symbol])
+        # The window is bounded by real events: the last one before the loss and the first one after it.
+        assert gap.start_ns in times
+        assert gap.end_ns in times
+        assert gap.start_ns < gap.end_ns
+    # Trades lost while disconnected are named exactly by a trade-id gap inside the disconnect window.
+    for symbol, symbol_trades in trades.items():
+        ids = sorted(int(t.trade_id) for t in symbol_trades)
+        missing = sorted(set(range(ids[0], ids[-1] + 1)) - set(ids))
+        id_gaps = [g for g in published.gaps() if g.kind is GapKind.TRADE_ID and g.symbol == symbol]
+        if missing:
+            assert len(id_gaps) == 1
+            assert id_gaps[0].cause.startswith(f"trade ids {missing[0]}..{missing[-1]} missing")
+        else:
+            assert id_gaps == []
+
+
+def test_aging_connection_is_replaced_before_the_venue_cut_without_a_gap(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    with running_collector(
+        tmp_path,
+        fresh_simulator,
+        redis_server.url,
+        exchange="binance",
+        symbols=["BTC-USDT"],
+        channels=["trades"],
+        connection_max_age_secs="1.5",
+    ) as collector:
+        wait_until(
+            lambda: collector.log().count("replaced an aging connection") >= 3, timeout_secs=30, what="3 switches"
+        )
+    assert published.gaps() == []
+    assert_trade_ids_consecutive(published.trades("binance")["BTC-USDT"])
+
+
+def test_venue_shutdown_announcement_reconnects_and_resumes(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    with running_collector(
+        tmp_path, fresh_simulator, redis_server.url, exchange="binance", symbols=["BTC-USDT"], channels=["trades"]
+    ) as collector:
+        wait_until(lambda: len(published.trades("binance")) == 1, timeout_secs=20, what="first trades")
+        post_fault(fresh_simulator, "binance", {"kind": "server_shutdown", "send_event": True})
+        wait_until(lambda: "venue announced a server shutdown" in collector.log(), timeout_secs=10, what="the event")
+        before = len(published.trades("binance")["BTC-USDT"])
+        wait_until(
+            lambda: len(published.trades("binance")["BTC-USDT"]) > before + 5, timeout_secs=20, what="resumed trades"
+        )
+    assert {gap.kind for gap in published.gaps()} <= {GapKind.DISCONNECT, GapKind.TRADE_ID}
+
+
+def test_rest_429_is_honoured_and_never_escalates_to_a_ban(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    post_fault(fresh_simulator, "binance", {"kind": "rest_429", "count": 2, "retry_after_secs": 1})
+    started = time.monotonic()
+    with running_collector(
+        tmp_path, fresh_simulator, redis_server.url, exchange="binance", symbols=["BTC-USDT"], channels=["books"]
+    ) as collector:
+        wait_until(lambda: "book synced" in collector.log(), timeout_secs=30, what="a book despite the 429s")
+    assert time.monotonic() - started >= 1.0  # the Retry-After was waited out
+    responses = simulator_state(fresh_simulator, "binance")["rest"]["responses"]
+    assert responses.get("429", 0) >= 1
+    assert responses.get("418", 0) == 0
+
+
+def test_backfill_rpc_publishes_exactly_the_missing_trades(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    with running_collector(
+        tmp_path, fresh_simulator, redis_server.url, exchange="binance", symbols=["BTC-USDT"], channels=["trades"]
+    ) as collector:
+        wait_until(lambda: len(published.trades("binance")) == 1, timeout_secs=20, what="first trades")
+        post_fault(fresh_simulator, "binance", {"kind": "drop", "stream": "btcusdt@aggTrade", "count": 5})
+        wait_until(lambda: len(published.gaps()) == 1, timeout_secs=20, what="the trade-id gap")
+        (gap,) = published.gaps()
+        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+            reply = backfill_grpc.BackfillServiceStub(channel).Backfill(
+                backfill_pb.BackfillRequest(
+                    exchange="binance",
+                    symbol="BTC-USDT",
+                    data_type=market_data_pb2.DATA_TYPE_TRADES,
+                    start_ns=gap.start_ns,
+                    end_ns=gap.end_ns,
+                    reason="test",
+                    request_id="gap-1",
+                    wait=True,
+                ),
+                timeout=30,
+            )
+        assert reply.job.status == backfill_pb.BACKFILL_STATUS_SUCCEEDED, reply.job.error_message
+        time.sleep(0.5)
+    trades = published.trades("binance")["BTC-USDT"]
+    backfilled = [trade for trade in trades if trade.backfilled]
+    assert reply.job.rows_published == len(backfilled) > 0
+    assert all(gap.start_ns <= trade.ts_event_ns <= gap.end_ns for trade in backfilled)
+    live = {trade.trade_id: trade for trade in trades if not trade.backfilled}
+    for trade in backfilled:  # history agrees with the stream wherever both have the trade
+        if trade.trade_id in live:
+            assert (live[trade.trade_id].price, live[trade.trade_id].size) == (trade.price, trade.size)
+    assert_trade_ids_consecutive(trades)  # live + backfilled: the hole is filled
+    assert all(isinstance(trade.price, Decimal) for trade in backfilled)
