@@ -48,7 +48,7 @@ test-integration: setup
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 demo: setup  ## install everything, then run the pipeline locally (`tickstrata up`) for DEMO_SECS seconds
-	$(VENV)/bin/tickstrata up --duration-secs $(DEMO_SECS)
+	$(VENV)/bin/tickstrata up --simulate --duration-secs $(DEMO_SECS)
 
 bench: setup  ## run the benchmarks in bench/ and print their figures
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

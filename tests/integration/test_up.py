@@ -45,8 +45,41 @@ def test_up_starts_servers_and_services_then_stops_everything_cleanly(tmp_path: 
     ):
         assert re.search(line, output), f"missing {line!r} in:\n{output}"
     # Services stop before the servers they depend on.
-    assert output.index("writer     stopped") < output.index("questdb stopped") < output.index("redis stopped")
+    assert output.index("writer ") < output.index("questdb stopped") < output.index("redis stopped")
+    assert re.search(r"writer\s+stopped", output)
     assert (tmp_path / "logs" / "writer.log").read_text().count("shutdown complete") == 1
+
+
+def test_up_simulate_runs_a_collector_per_feed_against_the_simulator(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tickstrata",
+            "up",
+            "--simulate",
+            "--data-dir",
+            str(tmp_path),
+            "--duration-secs",
+            "3",
+            "--roles",
+            "simulate,collector",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for name in ("simulate", "collector-binance", "collector-binance-usdm"):
+        assert re.search(rf"{name}\s+ready in", output), output
+        assert re.search(rf"{name}\s+stopped \(exit code 0\)", output), output
+    # Collectors stop before the simulator they read from.
+    assert output.index("collector-binance-usdm ") < output.rindex("simulate ")
+    collector_log = (tmp_path / "logs" / "collector-binance.log").read_text()
+    assert "book synced" in collector_log
+    assert "ERROR" not in collector_log
 
 
 def test_up_rejects_unknown_roles(tmp_path: Path) -> None:

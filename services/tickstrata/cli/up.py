@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -38,9 +38,16 @@ class RoleSpec:
     grpc: bool = False
     needs_redis: bool = False
     needs_questdb: bool = False
+    instance: str = ""  # several processes of one role (a collector per venue) need distinct names
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.instance or self.role
 
 
-# Start order: producers of data last, so every consumer is ready before anything flows.
+# Start order: producers of data last, so every consumer is ready before anything flows. The collector entry
+# stands for one collector per venue feed (DEMO_FEEDS).
 ROLE_SPECS: Final = (
     RoleSpec("writer", "WRITER_", needs_redis=True, needs_questdb=True),
     RoleSpec("validator", "VALIDATOR_", grpc=True, needs_redis=True),
@@ -49,6 +56,39 @@ ROLE_SPECS: Final = (
     RoleSpec("simulate", "SIMULATOR_"),
     RoleSpec("collector", "COLLECTOR_", grpc=True, needs_redis=True),
 )
+
+
+# The default feeds of `tickstrata up`: a handful of liquid pairs on each Binance market.
+DEMO_FEEDS: Final = {
+    "binance": "BTC-USDT,ETH-USDT,SOL-USDT,BNB-USDT,XRP-USDT",
+    "binance-usdm": "BTC-USDT-PERP,ETH-USDT-PERP,SOL-USDT-PERP",
+}
+
+
+def concrete_specs(roles: Sequence[str], *, simulate: bool) -> list[RoleSpec]:
+    """The processes to run: the chosen roles, a collector per feed, the simulator's ports fixed up front."""
+    spot_port, usdm_port = free_port(), free_port()
+    venue_ports = {"binance": spot_port, "binance-usdm": usdm_port}
+    specs: list[RoleSpec] = []
+    for spec in ROLE_SPECS:
+        if spec.role not in roles:
+            continue
+        if spec.role == "simulate":
+            if simulate:
+                ports = (("SIMULATOR_SPOT_PORT", str(spot_port)), ("SIMULATOR_USDM_PORT", str(usdm_port)))
+                specs.append(replace(spec, env=(*ports, ("SIMULATOR_HOST", "127.0.0.1"))))
+        elif spec.role == "collector":
+            for exchange, symbols in DEMO_FEEDS.items():
+                env = [("COLLECTOR_EXCHANGE", exchange), ("COLLECTOR_SYMBOLS", symbols)]
+                if simulate:
+                    env += [
+                        ("COLLECTOR_WS_URL", f"ws://127.0.0.1:{venue_ports[exchange]}"),
+                        ("COLLECTOR_REST_URL", f"http://127.0.0.1:{venue_ports[exchange]}"),
+                    ]
+                specs.append(replace(spec, instance=f"collector-{exchange}", env=tuple(env)))
+        else:
+            specs.append(spec)
+    return specs
 
 
 @dataclass
@@ -87,6 +127,7 @@ def service_env(
         env[f"{spec.env_prefix}REDIS_URL"] = redis_url
     if spec.needs_questdb:
         env[f"{spec.env_prefix}QUESTDB_HTTP_URL"] = questdb_http_url
+    env.update(spec.env)
     return env
 
 
@@ -101,9 +142,9 @@ def start_service(spec: RoleSpec, *, logs_dir: Path, redis_url: str, questdb_htt
         questdb_http_url=questdb_http_url,
     )
     process = ManagedServer(
-        name=spec.role,
+        name=spec.name,
         argv=[sys.executable, "-m", "tickstrata", spec.role],
-        log_path=logs_dir / f"{spec.role}.log",
+        log_path=logs_dir / f"{spec.name}.log",
         env=env,
     )
     process.start()
@@ -111,7 +152,7 @@ def start_service(spec: RoleSpec, *, logs_dir: Path, redis_url: str, questdb_htt
     process.wait_ready(lambda: _readyz(health_port), timeout_secs=SERVICE_READY_TIMEOUT_SECS)
     grpc_note = f", gRPC 127.0.0.1:{grpc_port}" if grpc_port else ""
     _say(
-        f"{spec.role:<10} ready in {time.monotonic() - started:4.1f} s  pid {process.pid}, "
+        f"{spec.name:<22} ready in {time.monotonic() - started:4.1f} s  pid {process.pid}, "
         f"health http://127.0.0.1:{health_port}/readyz{grpc_note}"
     )
     return RunningService(spec, process, health_port, grpc_port)
@@ -122,7 +163,7 @@ def _server(name: str, server: RedisServer | QuestDBServer) -> Iterator[None]:
     started = time.monotonic()
     _say(f"starting {name} ...")
     server.start()
-    _say(f"{name:<10} ready in {time.monotonic() - started:4.1f} s")
+    _say(f"{name:<22} ready in {time.monotonic() - started:4.1f} s")
     try:
         yield
     finally:
@@ -145,7 +186,7 @@ def wait_for_stop(duration_secs: float | None, services: Sequence[RunningService
         while not stop.wait(1.0):
             for service in services:
                 if service.process.exited():
-                    return f"{service.spec.role} exited unexpectedly (log: {service.process.log_path})"
+                    return f"{service.spec.name} exited unexpectedly (log: {service.process.log_path})"
             if deadline is not None and time.monotonic() >= deadline:
                 return f"--duration-secs {duration_secs:g} elapsed"
         return f"received {reason[0]}"
@@ -154,8 +195,8 @@ def wait_for_stop(duration_secs: float | None, services: Sequence[RunningService
             signal.signal(signum, handler)
 
 
-def run(*, data_dir: Path, duration_secs: float | None, roles: Sequence[str]) -> int:
-    specs = [spec for spec in ROLE_SPECS if spec.role in roles]
+def run(*, data_dir: Path, duration_secs: float | None, roles: Sequence[str], simulate: bool) -> int:
+    specs = concrete_specs(roles, simulate=simulate)
     logs_dir = data_dir / "logs"
     _say(f"data and logs under {data_dir}")
     services: list[RunningService] = []
@@ -179,13 +220,13 @@ def run(*, data_dir: Path, duration_secs: float | None, roles: Sequence[str]) ->
                 + redis.url
                 + f", QuestDB console {questdb.http_url}, PGWire {questdb.pg_dsn}. Ctrl-C to stop."
             )
-            _say(json.dumps({s.spec.role: {"health_port": s.health_port, "grpc_port": s.grpc_port} for s in services}))
+            _say(json.dumps({s.spec.name: {"health_port": s.health_port, "grpc_port": s.grpc_port} for s in services}))
             why = wait_for_stop(duration_secs, services)
             _say(f"stopping: {why}")
             failed = "unexpectedly" in why
         for service in reversed(services):
             code = service.process.stop(timeout_secs=SERVICE_STOP_TIMEOUT_SECS)
-            _say(f"{service.spec.role:<10} stopped (exit code {code})")
+            _say(f"{service.spec.name:<22} stopped (exit code {code})")
             failed = failed or code not in (0, None)
     _say("stopped" + (" with failures (see the logs above)" if failed else " cleanly"))
     return 1 if failed else 0
@@ -206,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="stop by itself after this long (default: run until Ctrl-C)",
     )
     parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="run the exchange simulator and point the collectors at it (machines without internet, demos)",
+    )
+    parser.add_argument(
         "--roles",
         default=",".join(spec.role for spec in ROLE_SPECS),
         help="comma-separated services to run (default: all)",
@@ -215,4 +261,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(roles) - {spec.role for spec in ROLE_SPECS})
     if unknown:
         parser.error(f"unknown roles: {', '.join(unknown)}")
-    return run(data_dir=args.data_dir.resolve(), duration_secs=args.duration_secs, roles=roles)
+    if "collector" in roles and not args.simulate:
+        _say("collectors connect to the real venues; use --simulate on a machine without internet")
+    return run(data_dir=args.data_dir.resolve(), duration_secs=args.duration_secs, roles=roles, simulate=args.simulate)
