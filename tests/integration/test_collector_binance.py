@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -37,6 +38,8 @@ SPOT_SYMBOLS = [
     )
 ]  # fmt: skip
 PERP_SYMBOLS = [f"{symbol}-PERP" for symbol in SPOT_SYMBOLS]
+CLOCK_RELATIVE_CASES = {"trade_time_in_future", "candle_open_in_future", "event_before_listing"}
+HOSTILE_CORPUS = Path(__file__).parents[1] / "data" / "exchanges" / "binance" / "hostile.jsonl"
 
 
 @pytest.fixture
@@ -290,3 +293,138 @@ def test_backfill_rpc_publishes_exactly_the_missing_trades(
             assert (live[trade.trade_id].price, live[trade.trade_id].size) == (trade.price, trade.size)
     assert_trade_ids_consecutive(trades)  # live + backfilled: the hole is filled
     assert all(isinstance(trade.price, Decimal) for trade in backfilled)
+
+
+def test_hostile_frames_are_quarantined_with_their_reason_and_good_traffic_continues(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    corpus = [
+        case
+        for case in (json.loads(line) for line in HOSTILE_CORPUS.read_text().splitlines() if line.strip())
+        # These are relative to the corpus's recorded clock (or to a USD-M listing): rebuilt for now below.
+        if case["case"] not in CLOCK_RELATIVE_CASES
+    ]
+    future_ms = time.time_ns() // 1_000_000 + 60_000
+    trade = {"e": "aggTrade", "E": future_ms, "s": "BTCUSDT", "a": 1, "p": "64000.00000000", "q": "0.00100000"}
+    trade |= {"f": 1, "l": 1, "T": future_ms, "m": True, "M": True}
+    future_frame = json.dumps({"stream": "btcusdt@aggTrade", "data": trade}, separators=(",", ":"))
+    corpus.append({"case": "trade_a_minute_ahead", "reason": "future_timestamp", "frame": future_frame})
+    with running_collector(
+        tmp_path,
+        fresh_simulator,
+        redis_server.url,
+        exchange="binance",
+        symbols=["BTC-USDT"],
+        channels=["trades", "candles", "quotes"],
+    ):
+        wait_until(lambda: len(published.trades("binance")) == 1, timeout_secs=20, what="first trades")
+        post_fault(fresh_simulator, "binance", {"kind": "inject", "frames": [case["frame"] for case in corpus]})
+        wait_until(lambda: len(published.quarantined()) >= len(corpus), timeout_secs=20, what="every quarantine")
+        injected_at = time.time_ns()
+        wait_until(
+            lambda: any(t.ts_recv_ns > injected_at for t in published.trades("binance")["BTC-USDT"]),
+            timeout_secs=20,
+            what="good trades after the hostile frames",
+        )
+    quarantined = published.quarantined()
+    assert len(quarantined) == len(corpus)
+    by_raw = {q.raw: q for q in quarantined}
+    for case in corpus:
+        entry = by_raw[case["frame"].encode()]
+        assert entry.reason == case["reason"], case["case"]
+        assert entry.exchange == "binance"
+    assert published.gaps() == []
+    assert_trade_ids_consecutive(published.trades("binance")["BTC-USDT"])
+
+
+def test_outage_loses_nothing_so_reports_nothing_and_history_is_empty_too(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    with running_collector(
+        tmp_path, fresh_simulator, redis_server.url, exchange="binance", symbols=["BTC-USDT"], channels=["trades"]
+    ) as collector:
+        wait_until(lambda: len(published.trades("binance")) == 1, timeout_secs=20, what="first trades")
+        outage = post_fault(fresh_simulator, "binance", {"kind": "outage", "duration_secs": 3})["effects"]
+        start_ns, end_ns = outage["start_ms"] * 1_000_000, outage["end_ms"] * 1_000_000
+        wait_until(
+            lambda: any(t.ts_event_ns > end_ns for t in published.trades("binance")["BTC-USDT"]),
+            timeout_secs=30,
+            what="trades after the outage",
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+            reply = backfill_grpc.BackfillServiceStub(channel).Backfill(
+                backfill_pb.BackfillRequest(
+                    exchange="binance",
+                    symbol="BTC-USDT",
+                    data_type=market_data_pb2.DATA_TYPE_TRADES,
+                    start_ns=start_ns,
+                    end_ns=end_ns - 1,
+                    reason="outage check",
+                    wait=True,
+                ),
+                timeout=30,
+            )
+    trades = published.trades("binance")["BTC-USDT"]
+    assert not [t for t in trades if start_ns <= t.ts_event_ns < end_ns]
+    assert reply.job.status == backfill_pb.BACKFILL_STATUS_SUCCEEDED
+    assert reply.job.rows_published == 0  # the venue's own history has nothing there either
+    assert published.gaps() == []  # ids run on across the outage: nothing was lost, so nothing is reported
+    assert_trade_ids_consecutive(trades)
+
+
+def test_candles_empty_minutes_and_revisions(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+) -> None:
+    """An empty minute streams as a flat zero-volume candle; a REST revision of a closed minute is published."""
+    with running_collector(
+        tmp_path,
+        fresh_simulator,
+        redis_server.url,
+        exchange="binance",
+        symbols=["SOL-USDT"],
+        channels=["trades", "candles"],
+    ) as collector:
+        empty = post_fault(fresh_simulator, "binance", {"kind": "empty_interval", "symbol": "SOLUSDT", "minutes": 1})
+        empty_open_ns = empty["effects"]["start_ms"] * 1_000_000
+
+        def closed(open_ns: int | None = None) -> list[Candle]:
+            return [
+                c
+                for c in published.events("md:binance:candles")
+                if isinstance(c, Candle) and c.closed and c.source == "ws" and open_ns in (None, c.open_time_ns)
+            ]
+
+        # Minutes only close on their boundary: the first one within 60 s, the empty one within 120 s.
+        wait_until(lambda: bool(closed()), timeout_secs=90, what="a closed streamed candle")
+        revised_open_ns = closed()[0].open_time_ns
+        fault = {"kind": "candle_revision", "symbol": "SOLUSDT", "open_time_ms": revised_open_ns // 1_000_000}
+        assert post_fault(fresh_simulator, "binance", fault)["effects"]["open_time_ms"] * 1_000_000 == revised_open_ns
+        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+            reply = backfill_grpc.BackfillServiceStub(channel).Backfill(
+                backfill_pb.BackfillRequest(
+                    exchange="binance",
+                    symbol="SOL-USDT",
+                    data_type=market_data_pb2.DATA_TYPE_CANDLES,
+                    start_ns=revised_open_ns,
+                    end_ns=revised_open_ns + 59_999_999_999,
+                    reason="revision check",
+                    wait=True,
+                ),
+                timeout=30,
+            )
+        assert reply.job.status == backfill_pb.BACKFILL_STATUS_SUCCEEDED, reply.job.error_message
+        wait_until(lambda: bool(closed(empty_open_ns)), timeout_secs=150, what="the empty minute's closed candle")
+    candles = [c for c in published.events("md:binance:candles") if isinstance(c, Candle)]
+    from_rest = [c for c in candles if c.source == "rest" and c.open_time_ns == revised_open_ns]
+    last_ws = max(closed(revised_open_ns), key=lambda c: c.ts_recv_ns)
+    assert len(from_rest) == 1
+    revised = from_rest[0]
+    assert (revised.close, revised.volume) != (last_ws.close, last_ws.volume)
+    (flat,) = closed(empty_open_ns)[-1:]
+    assert flat.volume == 0
+    assert flat.trade_count == 0
+    assert flat.open == flat.high == flat.low == flat.close
+    trades = published.trades("binance")["SOL-USDT"]
+    assert not [t for t in trades if empty_open_ns <= t.ts_event_ns < empty_open_ns + 60_000_000_000]
+    assert published.gaps() == []  # an empty minute is the venue's truth, not a loss
+    assert_trade_ids_consecutive(trades)

@@ -321,13 +321,18 @@ class VenueEngine:
     def _connection_fault(self, spec: FaultSpec, record: FaultRecord, now_ms: int) -> None:
         targets = [conn for conn in self.connections.values() if spec.connection_id in (None, conn.id)]
         for conn in targets:
-            if spec.kind == "silent":
+            if spec.kind == "inject":
+                for frame in spec.frames:
+                    conn.deliver(frame.encode())
+            elif spec.kind == "silent":
                 conn.go_silent(now_ms + round(spec.duration_secs * 1000) if spec.duration_secs else None)
             elif spec.kind == "abrupt_close":
                 conn.abort()
             else:
                 conn.shutdown(spec.send_event)
         record.effects = {"connections": sorted(conn.id for conn in targets)}
+        if spec.kind == "inject":
+            record.effects["frames"] = len(spec.frames)
 
     # ----------------------------------------------------------------------------------------------- state
 

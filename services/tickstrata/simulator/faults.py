@@ -25,6 +25,7 @@ FaultKind = Literal[
     "empty_interval",
     "outage",
     "candle_revision",
+    "inject",
 ]
 VenueName = Literal["binance", "binance-usdm", "all"]
 
@@ -59,6 +60,8 @@ class FaultSpec(BaseModel):
     """server_shutdown: send `{"e":"serverShutdown"}` before closing (the 24-hour cut, announced)."""
     open_time_ms: int | None = None
     """candle_revision: the minute whose REST candle differs; absent means the minute in progress."""
+    frames: list[str] = Field(default_factory=list)
+    """inject: text frames sent as they are to the target connections (hostile input for quarantine tests)."""
 
 
 _fault_list = TypeAdapter(list[FaultSpec])
