@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,7 +25,7 @@ from tests.integration.servers.simulator_fixtures import SimulatorEndpoints, sta
 from tickstrata.backfill.v1 import backfill_service_pb2 as backfill_pb
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc as backfill_grpc
 from tickstrata.common.events import BookSnapshot, Candle, Funding, GapKind, Quote, Trade
-from tickstrata.common.streams import decode_latest_price, latest_price_key
+from tickstrata.common.streams import decode_entry, decode_latest_price, latest_price_key
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_pb2
 
@@ -96,6 +97,12 @@ def test_spot_and_usdm_publish_every_channel_for_20_symbols(
         candles = [e for e in published.events(f"md:{exchange}:candles") if isinstance(e, Candle)]
         assert {candle.symbol for candle in candles} == set(symbols)
         assert all(candle.low <= min(candle.open, candle.close) for candle in candles)
+    # Every entry carries the W3C trace context of the publish span that wrote it.
+    for _entry_id, fields in published.client.xrange("md:binance:trades", count=20) or []:
+        assert fields is not None
+        traceparent = decode_entry(fields).traceparent
+        assert traceparent is not None
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", traceparent)
     funding = [e for e in published.events("md:binance-usdm:funding") if isinstance(e, Funding)]
     assert {event.symbol for event in funding} == set(PERP_SYMBOLS)
     assert published.gaps() == []

@@ -69,6 +69,7 @@ class CollectorApp(GrpcRedisApp[CollectorSettings]):
             queue_events=settings.publish_queue_events,
             batch_events=settings.publish_batch_events,
             stream_max_entries=settings.stream_max_entries,
+            linger_ms=settings.publish_linger_ms,
             tracer=telemetry.tracer,
             meter=telemetry.meter,
         )

@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -47,6 +48,19 @@ class ConnectionStats:
     reconnects: int = 0
     overlap_switches: int = 0
     last_message_monotonic: float = 0.0
+
+
+async def _reap(task: asyncio.Task[Any]) -> None:
+    """Cancel and await a helper task, without swallowing a cancellation aimed at the caller itself."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except websockets.exceptions.WebSocketException:
+        pass  # the socket closed while we stopped listening to it: nothing left to read
 
 
 def backoff_delay_secs(attempt: int, *, initial_secs: float, max_secs: float, rng: random.Random) -> float:
@@ -156,9 +170,10 @@ class VenueConnection:
             if remaining_age_secs <= 0:
                 return received_any, "max_age"
             try:
-                raw = await asyncio.wait_for(
-                    socket.recv(), timeout=min(self._watchdog_timeout_secs, remaining_age_secs)
-                )
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that lands as recv
+                # completes, which under load left a stopping collector reading forever.
+                async with asyncio.timeout(min(self._watchdog_timeout_secs, remaining_age_secs)):
+                    raw = await socket.recv()
             except TimeoutError:
                 if time.monotonic() - opened_at >= self._max_age_secs:
                     return received_any, "max_age"
@@ -191,9 +206,7 @@ class VenueConnection:
                 if old_message in done and old_message.exception() is None:
                     await self._deliver(old_message.result())
                     continue
-                old_message.cancel()
-                with contextlib.suppress(asyncio.CancelledError, websockets.exceptions.WebSocketException):
-                    await old_message
+                await _reap(old_message)
                 if not done:
                     break  # neither spoke within the watchdog: let the normal read loop judge the new socket
                 if old_message in done:
@@ -201,9 +214,7 @@ class VenueConnection:
             if first_new.done() and first_new.exception() is None:
                 await self._deliver(first_new.result())
             elif not first_new.done():
-                first_new.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await first_new
+                await _reap(first_new)
         finally:
             await self._close(old)
             self._socket = new
@@ -215,4 +226,5 @@ class VenueConnection:
         if self._socket is socket:
             self._socket = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(socket.close(), timeout=CLOSE_TIMEOUT_SECS)
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECS):
+                await socket.close()

@@ -96,6 +96,9 @@ class CollectorSettings(GrpcRedisSettings):
     publish_batch_events: int = Field(default=500, ge=1, le=1000)
     """Events per stream entry at most (one XADD carries a small batch)."""
 
+    publish_linger_ms: float = Field(default=1.0, ge=0, le=100)
+    """How long the publisher lets a batch fill before a Redis round trip (0: never wait)."""
+
     stream_max_entries: int = Field(default=2_000_000, ge=1000)
     """Approximate cap (`MAXLEN ~`) of each market-data stream: a memory guard, the writer trims below it."""
 

@@ -44,7 +44,7 @@ class HealthState:
         results: dict[str, CheckResult] = {
             "lifecycle": CheckResult(self.accepting, "serving" if self.accepting else "starting or stopping")
         }
-        for name, check in self._checks.items():
+        for name, check in list(self._checks.items()):  # checks may still be added while a probe runs
             try:
                 results[name] = await asyncio.wait_for(check(), timeout=timeout_secs)
             except TimeoutError:

@@ -73,6 +73,26 @@ def load_capture(path: Path) -> list[CapturedFrame]:
     return result
 
 
+async def _pace(
+    index: int, offset_ms: int, speed: float, elapsed_secs: float, engines: Mapping[str, VenueEngine]
+) -> None:
+    """Wait until frame `index` is due; always yield now and then so the socket writers run."""
+    if speed > 0:
+        delay = offset_ms / 1000 / speed - elapsed_secs
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif index % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # behind schedule: still let the socket writers run
+    elif index % _YIELD_EVERY == 0:
+        # As fast as possible, but as fast as the clients read: never outrun their queues (that would be a
+        # slow-consumer disconnect), and let the writers run.
+        await asyncio.sleep(0)
+        for _ in range(_MAX_BACKLOG_WAITS):  # bounded: a client that stops reading is the server's to drop
+            if all(engine.backlog() <= _MAX_BACKLOG for engine in engines.values()):
+                break
+            await asyncio.sleep(0.001)
+
+
 async def replay(
     captured: list[CapturedFrame],
     engines: Mapping[str, VenueEngine],
@@ -105,18 +125,7 @@ async def replay(
     first_ts = captured[0].ts_ms
     published = 0
     for index, frame in enumerate(captured):
-        if speed > 0:
-            delay = (frame.ts_ms - first_ts) / 1000 / speed - (loop.time() - started)
-            if delay > 0:
-                await asyncio.sleep(delay)
-        elif index % _YIELD_EVERY == 0:
-            # As fast as possible, but as fast as the clients read: never outrun their queues (that would be a
-            # slow-consumer disconnect), and let the writers run.
-            await asyncio.sleep(0)
-            for _ in range(_MAX_BACKLOG_WAITS):  # bounded: a client that stops reading is the server's to drop
-                if all(engine.backlog() <= _MAX_BACKLOG for engine in engines.values()):
-                    break
-                await asyncio.sleep(0.001)
+        await _pace(index, frame.ts_ms - first_ts, speed, loop.time() - started, engines)
         target = engines.get(frame.venue)
         if target is None:
             continue

@@ -74,7 +74,7 @@ async def wait_for(predicate: Callable[[], bool], timeout_secs: float = 5.0) -> 
 
 
 @asynccontextmanager
-async def broadcasting_server() -> AsyncIterator[tuple[str, list[int]]]:
+async def broadcasting_server(interval_secs: float = 0.002) -> AsyncIterator[tuple[str, list[int]]]:
     """Like a venue: one sequence of events, each sent to every open connection."""
     sockets: set[ServerConnection] = set()
     accepted: list[int] = [0]
@@ -94,7 +94,7 @@ async def broadcasting_server() -> AsyncIterator[tuple[str, list[int]]]:
             for socket in list(sockets):
                 with contextlib.suppress(ConnectionClosed):
                     await socket.send(str(number))
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(interval_secs)
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
@@ -177,3 +177,17 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert all(0 <= delay <= 30 for delay in delays)
     assert max(delays[:3]) <= 2.0
     assert len(set(delays)) == len(delays)  # jittered, not lockstep
+
+
+async def test_cancellation_stops_a_busy_connection_every_time() -> None:
+    # Regression: asyncio.wait_for (Python 3.11) dropped a cancel that landed as recv() completed, so a collector
+    # under load could keep reading after SIGTERM. Cancel many times mid-stream; each must stop promptly.
+    async with broadcasting_server(interval_secs=0) as (url, _accepted):
+        for _ in range(30):
+            recorder = Recorder()
+            task = asyncio.create_task(connection(url, recorder).run())
+            await wait_for(lambda: len(recorder.messages) >= 20)  # noqa: B023 - awaited within this iteration
+            task.cancel()
+            async with asyncio.timeout(2):
+                with pytest.raises(asyncio.CancelledError):
+                    await task
