@@ -46,7 +46,17 @@ HOSTILE_CORPUS = Path(__file__).parents[1] / "data" / "exchanges" / "binance" / 
 @pytest.fixture
 def fresh_simulator(tmp_path: Path) -> Iterator[SimulatorEndpoints]:
     """A simulator of this test's own: faults change its state."""
-    process, endpoints = start_simulator(tmp_path, trades_per_sec="15", book_updates_per_sec="10")
+    process, endpoints = start_simulator(
+        tmp_path,
+        trades_per_sec="15",
+        book_updates_per_sec="10",
+        # Venue keepalives at test speed: a collector that failed to answer pings would be cut within seconds,
+        # and the gap-free assertions below would fail.
+        spot_ping_interval_secs="0.5",
+        spot_pong_timeout_secs="1.5",
+        usdm_ping_interval_secs="0.5",
+        usdm_pong_timeout_secs="1.5",
+    )
     try:
         yield endpoints
     finally:

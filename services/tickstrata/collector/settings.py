@@ -39,7 +39,7 @@ def _read_feed_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(loaded) - set(FEED_KEYS))
     if unknown:
         raise ValueError(f"feed_file {path}: unknown keys {unknown}; known: {', '.join(FEED_KEYS)}")
-    return {key: _split_csv(value) for key, value in loaded.items()}
+    return {key: _split_csv(value) if key in ("symbols", "channels") else value for key, value in loaded.items()}
 
 
 class CollectorSettings(GrpcRedisSettings):
