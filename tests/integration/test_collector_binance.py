@@ -112,7 +112,7 @@ def test_spot_and_usdm_publish_every_channel_for_20_symbols(
         assert fields is not None
         traceparent = decode_entry(fields).traceparent
         assert traceparent is not None
-        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", traceparent)
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", traceparent)
     funding = [e for e in published.events("md:binance-usdm:funding") if isinstance(e, Funding)]
     assert {event.symbol for event in funding} == set(PERP_SYMBOLS)
     assert published.gaps() == []
