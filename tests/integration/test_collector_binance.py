@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.integration.collector_harness import (
+    CollectorProcess,
     Published,
     faults,
     post_fault,
@@ -68,6 +69,32 @@ def published(redis_client: redis.Redis) -> Published:
     return Published(redis_client)
 
 
+def backfill(
+    collector: CollectorProcess,
+    symbol: str,
+    data_type: market_data_pb2.DataType.ValueType,
+    start_ns: int,
+    end_ns: int,
+    *,
+    reason: str,
+    request_id: str = "",
+) -> backfill_pb.BackfillResponse:
+    """Call the collector's BackfillService and wait for the job to finish."""
+    request = backfill_pb.BackfillRequest(
+        exchange="binance",
+        symbol=symbol,
+        data_type=data_type,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        reason=reason,
+        request_id=request_id,
+        wait=True,
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+        reply: backfill_pb.BackfillResponse = backfill_grpc.BackfillServiceStub(channel).Backfill(request, timeout=30)
+    return reply
+
+
 def assert_trade_ids_consecutive(trades: list[Trade]) -> None:
     ids = sorted({int(trade.trade_id) for trade in trades})
     assert ids == list(range(ids[0], ids[-1] + 1)), "trade ids skipped values"
@@ -91,7 +118,9 @@ def test_spot_and_usdm_publish_every_channel_for_20_symbols(
         assert sorted(trades) == sorted(symbols)
         for symbol, symbol_trades in trades.items():
             assert_trade_ids_consecutive(symbol_trades)
-            cached = decode_latest_price(published.client.get(latest_price_key(exchange, symbol)))  # type: ignore[arg-type]
+            raw = published.client.get(latest_price_key(exchange, symbol))
+            assert isinstance(raw, bytes)
+            cached = decode_latest_price(raw)
             last = max(symbol_trades, key=lambda trade: int(trade.trade_id))
             assert (cached.price, cached.ts_event_ns) == (last.price, last.ts_event_ns)
         books = [e for e in published.events(f"md:{exchange}:books") if isinstance(e, BookSnapshot)]
@@ -284,20 +313,15 @@ def test_backfill_rpc_publishes_exactly_the_missing_trades(
         post_fault(fresh_simulator, "binance", {"kind": "drop", "stream": "btcusdt@aggTrade", "count": 5})
         wait_until(lambda: len(published.gaps()) == 1, timeout_secs=20, what="the trade-id gap")
         (gap,) = published.gaps()
-        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
-            reply = backfill_grpc.BackfillServiceStub(channel).Backfill(
-                backfill_pb.BackfillRequest(
-                    exchange="binance",
-                    symbol="BTC-USDT",
-                    data_type=market_data_pb2.DATA_TYPE_TRADES,
-                    start_ns=gap.start_ns,
-                    end_ns=gap.end_ns,
-                    reason="test",
-                    request_id="gap-1",
-                    wait=True,
-                ),
-                timeout=30,
-            )
+        reply = backfill(
+            collector,
+            "BTC-USDT",
+            market_data_pb2.DATA_TYPE_TRADES,
+            gap.start_ns,
+            gap.end_ns,
+            reason="test",
+            request_id="gap-1",
+        )
         assert reply.job.status == backfill_pb.BACKFILL_STATUS_SUCCEEDED, reply.job.error_message
         time.sleep(0.5)
     trades = published.trades("binance")["BTC-USDT"]
@@ -368,19 +392,9 @@ def test_outage_loses_nothing_so_reports_nothing_and_history_is_empty_too(
             timeout_secs=30,
             what="trades after the outage",
         )
-        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
-            reply = backfill_grpc.BackfillServiceStub(channel).Backfill(
-                backfill_pb.BackfillRequest(
-                    exchange="binance",
-                    symbol="BTC-USDT",
-                    data_type=market_data_pb2.DATA_TYPE_TRADES,
-                    start_ns=start_ns,
-                    end_ns=end_ns - 1,
-                    reason="outage check",
-                    wait=True,
-                ),
-                timeout=30,
-            )
+        reply = backfill(
+            collector, "BTC-USDT", market_data_pb2.DATA_TYPE_TRADES, start_ns, end_ns - 1, reason="outage check"
+        )
     trades = published.trades("binance")["BTC-USDT"]
     assert not [t for t in trades if start_ns <= t.ts_event_ns < end_ns]
     assert reply.job.status == backfill_pb.BACKFILL_STATUS_SUCCEEDED
@@ -416,19 +430,14 @@ def test_candles_empty_minutes_and_revisions(
         revised_open_ns = closed()[0].open_time_ns
         fault = {"kind": "candle_revision", "symbol": "SOLUSDT", "open_time_ms": revised_open_ns // 1_000_000}
         assert post_fault(fresh_simulator, "binance", fault)["effects"]["open_time_ms"] * 1_000_000 == revised_open_ns
-        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
-            reply = backfill_grpc.BackfillServiceStub(channel).Backfill(
-                backfill_pb.BackfillRequest(
-                    exchange="binance",
-                    symbol="SOL-USDT",
-                    data_type=market_data_pb2.DATA_TYPE_CANDLES,
-                    start_ns=revised_open_ns,
-                    end_ns=revised_open_ns + 59_999_999_999,
-                    reason="revision check",
-                    wait=True,
-                ),
-                timeout=30,
-            )
+        reply = backfill(
+            collector,
+            "SOL-USDT",
+            market_data_pb2.DATA_TYPE_CANDLES,
+            revised_open_ns,
+            revised_open_ns + 59_999_999_999,
+            reason="revision check",
+        )
         assert reply.job.status == backfill_pb.BACKFILL_STATUS_SUCCEEDED, reply.job.error_message
         wait_until(lambda: bool(closed(empty_open_ns)), timeout_secs=150, what="the empty minute's closed candle")
     candles = [c for c in published.events("md:binance:candles") if isinstance(c, Candle)]
