@@ -77,6 +77,13 @@ def test_up_simulate_runs_a_collector_per_feed_against_the_simulator(tmp_path: P
         assert re.search(rf"{name}\s+stopped \(exit code 0\)", output), output
     # Collectors stop before the simulator they read from.
     assert output.index("collector-binance-usdm ") < output.rindex("simulate ")
+    final = re.search(r"final stream entries: (.*); latest prices cached: (\d+)", output)
+    assert final, output
+    counts = dict(part.split("=") for part in final.group(1).split())
+    assert int(counts["md:binance:trades"]) > 0
+    assert int(counts["md:binance-usdm:funding"]) > 0
+    assert counts["qa:quarantine"] == "0"
+    assert int(final.group(2)) == 8  # 5 spot + 3 perpetual symbols have a latest price
     collector_log = (tmp_path / "logs" / "collector-binance.log").read_text()
     assert "book synced" in collector_log
     assert "ERROR" not in collector_log

@@ -16,12 +16,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
+import redis
+
+from tickstrata.common.streams import GAP_STREAM, LATEST_PRICE_KEY_PATTERN, QUARANTINE_STREAM
 from tickstrata.localstack.paths import cache_dir
 from tickstrata.localstack.process import ManagedServer, ServerStartError, free_port
 from tickstrata.localstack.questdb import QuestDBServer
@@ -171,8 +174,27 @@ def _server(name: str, server: RedisServer | QuestDBServer) -> Iterator[None]:
         _say(f"{name} stopped")
 
 
-def wait_for_stop(duration_secs: float | None, services: Sequence[RunningService]) -> str:
-    """Block until SIGINT/SIGTERM, the duration ends, or a service exits on its own; say which."""
+STATUS_INTERVAL_SECS: Final = 5.0
+
+
+def stream_status(client: redis.Redis) -> str:
+    """One line of what has reached Redis so far: entries per stream, and how many symbols have a latest price."""
+    parts = []
+    for name in sorted(client.scan_iter(match="md:*", _type="stream")):
+        parts.append(f"{name.decode()}={client.xlen(name)}")
+    for name in (GAP_STREAM, QUARANTINE_STREAM):
+        parts.append(f"{name}={client.xlen(name)}")
+    prices = sum(1 for _ in client.scan_iter(match=LATEST_PRICE_KEY_PATTERN))
+    return f"stream entries: {' '.join(parts)}; latest prices cached: {prices}"
+
+
+def wait_for_stop(
+    duration_secs: float | None, services: Sequence[RunningService], status: Callable[[], str] | None = None
+) -> str:
+    """Block until SIGINT/SIGTERM, the duration ends, or a service exits on its own; say which.
+
+    Every few seconds `status` (if given) prints what is flowing, so a newcomer sees the pipeline work.
+    """
     stop = threading.Event()
     reason: list[str] = []
 
@@ -182,8 +204,15 @@ def wait_for_stop(duration_secs: float | None, services: Sequence[RunningService
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     deadline = None if duration_secs is None else time.monotonic() + duration_secs
+    next_status = time.monotonic() + STATUS_INTERVAL_SECS
     try:
         while not stop.wait(1.0):
+            if status is not None and time.monotonic() >= next_status:
+                next_status += STATUS_INTERVAL_SECS
+                try:
+                    _say(status())
+                except (redis.RedisError, OSError) as error:
+                    _say(f"status unavailable: {error}")
             for service in services:
                 if service.process.exited():
                     return f"{service.spec.name} exited unexpectedly (log: {service.process.log_path})"
@@ -202,14 +231,16 @@ def run(*, data_dir: Path, duration_secs: float | None, roles: Sequence[str], si
     services: list[RunningService] = []
     failed = False
     with ExitStack() as stack:
-        redis = RedisServer(data_dir / "redis")
+        redis_server = RedisServer(data_dir / "redis")
         questdb = QuestDBServer(data_dir / "questdb")
         try:
-            stack.enter_context(_server("redis", redis))
+            stack.enter_context(_server("redis", redis_server))
             stack.enter_context(_server("questdb", questdb))
             for spec in specs:
                 services.append(
-                    start_service(spec, logs_dir=logs_dir, redis_url=redis.url, questdb_http_url=questdb.http_url)
+                    start_service(
+                        spec, logs_dir=logs_dir, redis_url=redis_server.url, questdb_http_url=questdb.http_url
+                    )
                 )
         except ServerStartError as error:
             _say(f"start-up failed: {error}")
@@ -217,11 +248,13 @@ def run(*, data_dir: Path, duration_secs: float | None, roles: Sequence[str], si
         if not failed:
             _say(
                 "all up: redis "
-                + redis.url
+                + redis_server.url
                 + f", QuestDB console {questdb.http_url}, PGWire {questdb.pg_dsn}. Ctrl-C to stop."
             )
             _say(json.dumps({s.spec.name: {"health_port": s.health_port, "grpc_port": s.grpc_port} for s in services}))
-            why = wait_for_stop(duration_secs, services)
+            with redis.Redis.from_url(redis_server.url, socket_timeout=2) as client:
+                why = wait_for_stop(duration_secs, services, status=lambda: stream_status(client))
+                _say(f"final {stream_status(client)}")
             _say(f"stopping: {why}")
             failed = "unexpectedly" in why
         for service in reversed(services):
