@@ -37,6 +37,8 @@ import redis
 
 from tickstrata.localstack.paths import cache_dir
 from tickstrata.localstack.process import ManagedServer, free_port
+from tickstrata.localstack.simulator import SimulatorEndpoints
+from tickstrata.localstack.simulator import start_simulator as launch_simulator
 
 REPO: Final = Path(__file__).resolve().parents[1]
 BENCH_CACHE: Final = cache_dir() / "bench"
@@ -132,21 +134,19 @@ def self_signed_cert(directory: Path) -> Tls:
 @dataclass(frozen=True)
 class Simulator:
     server: ManagedServer
-    spot_port: int
-    health_port: int
-    tls: bool
+    endpoints: SimulatorEndpoints
 
     @property
     def ws_url(self) -> str:
-        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.spot_port}"
+        return self.endpoints.ws_url("binance")
 
     @property
     def rest_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.spot_port}"
+        return self.endpoints.rest_url("binance")
 
     def state(self) -> dict[str, object]:
         """`/_sim/state` of the spot host (streams sent, connections and their queues)."""
-        context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE")) if self.tls else None
+        context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE")) if self.endpoints.tls else None
         url = f"{self.rest_url}/_sim/state"
         with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310 (loopback)
             state: dict[str, object] = json.loads(response.read())
@@ -155,35 +155,11 @@ class Simulator:
 
 def start_simulator(stack: Stack, directory: Path, *, tls: Tls | None, settings: Mapping[str, str]) -> Simulator:
     """`tickstrata simulate` on free loopback ports; `settings` are SIMULATOR_* names without the prefix."""
-    ports_file = directory / "sim-ports.json"
-    health_port = free_port()
-    env = {
-        **os.environ,
-        "SIMULATOR_HEALTH_HOST": "127.0.0.1",
-        "SIMULATOR_HEALTH_PORT": str(health_port),
-        "SIMULATOR_SPOT_PORT": "0",
-        "SIMULATOR_USDM_PORT": "0",
-        "SIMULATOR_PORTS_FILE": str(ports_file),
-        "SIMULATOR_LOG_LEVEL": "WARNING",
-        **{f"SIMULATOR_{key.upper()}": value for key, value in settings.items()},
-    }
-    if tls is not None:
-        env |= {"SIMULATOR_TLS_CERT_FILE": str(tls.cert), "SIMULATOR_TLS_KEY_FILE": str(tls.key)}
-    server = stack.process(
-        ManagedServer(
-            name="simulator",
-            argv=[sys.executable, "-m", "tickstrata", "simulate"],
-            log_path=directory / "simulator.log",
-            env=env,
-        )
+    server, endpoints = launch_simulator(
+        directory, tls=(tls.cert, tls.key) if tls else None, **{"log_level": "WARNING", **settings}
     )
-    server.wait_ready(
-        lambda: http_ok(f"http://127.0.0.1:{health_port}/readyz") and ports_file.exists(),
-        timeout_secs=START_TIMEOUT_SECS,
-        interval_secs=0.05,
-    )
-    ports = json.loads(ports_file.read_text())
-    return Simulator(server, int(ports["binance"]), health_port, tls is not None)
+    stack.callback(server.stop, timeout_secs=10.0)
+    return Simulator(server, endpoints)
 
 
 def start_collector(

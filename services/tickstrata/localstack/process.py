@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import signal
@@ -10,11 +11,15 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar, Final, Generic, Self, TypeVar
 
 from tickstrata.localstack.paths import cache_dir
 
 LOG_TAIL_LINES = 40
+# How often an automatically chosen address may turn out to be taken between picking it and the server's bind.
+PORT_RACE_ATTEMPTS: Final = 3
+
+AddressT = TypeVar("AddressT")
 
 
 class ServerStartError(RuntimeError):
@@ -139,6 +144,109 @@ class ManagedServer:
 
     def __enter__(self) -> ManagedServer:
         return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class LocalServer(abc.ABC, Generic[AddressT]):
+    """A server on loopback whose address (a port, or a set of ports) is picked at start unless one was given.
+
+    The plumbing the Redis, QuestDB and S3 launchers share: the child process, `stop()`, the context manager,
+    and a start that picks a fresh address when another process took the picked one before the server bound it.
+    A subclass supplies the process for an address (`_launch`), its readiness wait (`_wait_ready`), how to pick
+    an address (`_pick_address`) and the log words for "address in use" (`address_in_use_markers`).
+    """
+
+    # Substrings of a failed start's message (which carries the log tail) saying another process had the address.
+    address_in_use_markers: ClassVar[tuple[str, ...]] = ("Address already in use",)
+    # The SIGTERM grace of `stop()` and of the stop after a failed start.
+    stop_timeout_secs: ClassVar[float] = 10.0
+
+    def __init__(self, *, log_path: Path, address: AddressT | None, start_timeout_secs: float) -> None:
+        self._log_path = log_path
+        self._requested_address = address
+        self._address = address
+        self.start_timeout_secs = start_timeout_secs
+        self._server: ManagedServer | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self._log_path
+
+    @property
+    def pid(self) -> int | None:
+        return self._server.pid if self._server else None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @abc.abstractmethod
+    def _pick_address(self) -> AddressT:
+        """A free address, for a start without a requested one."""
+
+    @abc.abstractmethod
+    def _launch(self, address: AddressT) -> ManagedServer:
+        """The (not yet started) process serving on `address`, with whatever configuration it needs written."""
+
+    @abc.abstractmethod
+    def _wait_ready(self, server: ManagedServer, address: AddressT) -> None:
+        """Return once the server answers on `address`; raise `ServerStartError` (via `wait_ready`) if not."""
+
+    def _prepare(self) -> None:
+        """Done once before the first attempt to start."""
+
+    def _already_running_message(self) -> str:
+        return f"{type(self).__name__} already running"
+
+    def _lost_port_race(self, message: str) -> bool:
+        return any(marker in message for marker in self.address_in_use_markers)
+
+    def _explain_failure(self, error: ServerStartError) -> ServerStartError | None:
+        """A more telling error than `error` for a start that failed for good, or None to raise `error` as is."""
+        return None
+
+    def start(self) -> Self:
+        """Start the server and wait until it is ready; else raise `ServerStartError` with its log."""
+        if self._server is not None:
+            raise RuntimeError(self._already_running_message())
+        self._prepare()
+        requested = self._requested_address
+        attempts = 1 if requested is not None else PORT_RACE_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            address = requested if requested is not None else self._pick_address()
+            server = self._launch(address)
+            try:
+                server.start()
+                self._wait_ready(server, address)
+            except ServerStartError as exc:
+                server.stop(timeout_secs=self.stop_timeout_secs)
+                # Another process may grab the address between picking and binding it; pick another one then.
+                if attempt < attempts and self._lost_port_race(str(exc)):
+                    continue
+                explained = self._explain_failure(exc)
+                if explained is None:
+                    raise
+                raise explained from exc
+            except BaseException:
+                # e.g. KeyboardInterrupt while waiting: never leave an orphan server (or its open log) behind
+                server.stop(timeout_secs=self.stop_timeout_secs)
+                raise
+            self._server, self._address = server, address
+            break
+        return self
+
+    def stop(self, *, timeout_secs: float | None = None) -> int | None:
+        """Stop the server (SIGTERM, SIGKILL after `timeout_secs`, by default `stop_timeout_secs`); return its
+        exit code. Safe to repeat."""
+        server, self._server = self._server, None
+        if server is None:
+            return None
+        return server.stop(timeout_secs=self.stop_timeout_secs if timeout_secs is None else timeout_secs)
+
+    def __enter__(self) -> Self:
+        return self.start()
 
     def __exit__(self, *_: object) -> None:
         self.stop()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tickstrata.localstack.paths import java_bin, questdb_jar
-from tickstrata.localstack.process import ManagedServer, ServerStartError, free_port, tcp_port_open
+from tickstrata.localstack.process import LocalServer, ManagedServer, ServerStartError, free_port, tcp_port_open
 
 HOST: Final = "127.0.0.1"
 # A JVM start, table registry load and web-console extraction take 2-5 s here, far more on a busy 2-core CI.
@@ -30,9 +30,6 @@ DEFAULT_HEAP_MAX_MB: Final = 1024
 PG_USER: Final = "admin"
 PG_PASSWORD: Final = "quest"  # noqa: S105 - QuestDB's documented default, loopback only
 PG_DATABASE: Final = "qdb"
-PORT_RACE_ATTEMPTS: Final = 3
-# QuestDB's own words for a listener it could not bind (errno 98 is EADDRINUSE on Linux).
-_BIND_FAILURE_MARKERS: Final = ("could not bind socket", "errno=98", "Address already in use")
 # QuestDB log lines are `<iso time>Z <level> <logger> <message>`; E and C are error and critical. Fatal
 # start-up problems come as bare Java stack traces instead, so exception class names count too.
 _ERROR_LINE: Final = re.compile(r"^\S+Z [EC] |^\S*(?:Exception|Error)\b")
@@ -80,12 +77,16 @@ def _http_status(url: str, *, timeout_secs: float) -> int:
         return exc.code
 
 
-class QuestDBServer:
+class QuestDBServer(LocalServer[QuestDBPorts]):
     """A QuestDB child process whose data, configuration and log live under `root`.
 
     Use as a context manager (`with QuestDBServer(path) as qdb: ...`) or call `start()` and `stop()`.
     `extra_conf` adds or overrides `server.conf` keys, e.g. `{"cairo.max.uncommitted.rows": "1000"}`.
     """
+
+    # QuestDB's own words for a listener it could not bind (errno 98 is EADDRINUSE on Linux).
+    address_in_use_markers = ("could not bind socket", "errno=98", "Address already in use")
+    stop_timeout_secs = DEFAULT_STOP_TIMEOUT_SECS
 
     def __init__(
         self,
@@ -97,20 +98,18 @@ class QuestDBServer:
         start_timeout_secs: float = DEFAULT_START_TIMEOUT_SECS,
     ) -> None:
         self.root = Path(root)
-        self._requested_ports = ports
-        self._ports: QuestDBPorts | None = ports
+        super().__init__(log_path=self.root / "questdb.log", address=ports, start_timeout_secs=start_timeout_secs)
         self.extra_conf = dict(extra_conf or {})
         self.heap_max_mb = heap_max_mb
-        self.start_timeout_secs = start_timeout_secs
-        self._server: ManagedServer | None = None
+        self._log_offset = 0
 
     # -- addresses -------------------------------------------------------------------------------------------
 
     @property
     def ports(self) -> QuestDBPorts:
-        if self._ports is None:
+        if self._address is None:
             raise RuntimeError("QuestDBServer has no ports before start()")
-        return self._ports
+        return self._address
 
     @property
     def http_port(self) -> int:
@@ -141,18 +140,6 @@ class QuestDBServer:
     def pg_dsn(self) -> str:
         """PostgreSQL wire protocol URL, accepted by psycopg and asyncpg."""
         return f"postgresql://{PG_USER}:{PG_PASSWORD}@{HOST}:{self.pg_port}/{PG_DATABASE}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "questdb.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._server.pid if self._server else None
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
 
     # -- process ---------------------------------------------------------------------------------------------
 
@@ -206,35 +193,26 @@ class QuestDBServer:
             and tcp_port_open(ports.ilp_tcp)
         )
 
-    def start(self) -> QuestDBServer:
-        """Start QuestDB and wait until every listener answers; else raise `ServerStartError` with the log."""
-        if self._server is not None:
-            raise RuntimeError(f"QuestDB already running (HTTP port {self.http_port})")
-        attempts = 1 if self._requested_ports is not None else PORT_RACE_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            ports = self._requested_ports or QuestDBPorts.pick_free()
-            self._write_conf(ports)
-            # The log is appended across restarts of the same root: only this start's lines explain its failure.
-            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-            server = ManagedServer(name=f"questdb:{ports.http}", argv=self.argv(), log_path=self.log_path)
-            server.start()
-            try:
-                server.wait_ready(functools.partial(self._ready, ports), timeout_secs=self.start_timeout_secs)
-            except ServerStartError as exc:
-                server.stop(timeout_secs=DEFAULT_STOP_TIMEOUT_SECS)
-                # Another process may take one of our four ports before QuestDB binds it: pick new ones then.
-                if attempt < attempts and any(marker in str(exc) for marker in _BIND_FAILURE_MARKERS):
-                    continue
-                errors = self.log_error_lines(since_byte=log_offset)
-                if not errors:
-                    raise
-                raise ServerStartError(f"{exc}\n--- error lines in {self.log_path} ---\n{errors}") from exc
-            except BaseException:
-                server.stop(timeout_secs=DEFAULT_STOP_TIMEOUT_SECS)
-                raise
-            self._server, self._ports = server, ports
-            break
-        return self
+    def _already_running_message(self) -> str:
+        return f"QuestDB already running (HTTP port {self.http_port})"
+
+    def _pick_address(self) -> QuestDBPorts:
+        return QuestDBPorts.pick_free()
+
+    def _launch(self, ports: QuestDBPorts) -> ManagedServer:
+        self._write_conf(ports)
+        # The log is appended across restarts of the same root: only this start's lines explain its failure.
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        return ManagedServer(name=f"questdb:{ports.http}", argv=self.argv(), log_path=self.log_path)
+
+    def _wait_ready(self, server: ManagedServer, ports: QuestDBPorts) -> None:
+        server.wait_ready(functools.partial(self._ready, ports), timeout_secs=self.start_timeout_secs)
+
+    def _explain_failure(self, error: ServerStartError) -> ServerStartError | None:
+        errors = self.log_error_lines(since_byte=self._log_offset)
+        if not errors:
+            return None
+        return ServerStartError(f"{error}\n--- error lines in {self.log_path} ---\n{errors}")
 
     def log_error_lines(self, *, since_byte: int = 0, limit: int = 10) -> str:
         """Return the first error and exception lines of the log: a failed start buries them in traces."""
@@ -245,19 +223,6 @@ class QuestDBServer:
         except OSError:
             return ""
         return "\n".join([line for line in lines if _ERROR_LINE.search(line)][:limit])
-
-    def stop(self, *, timeout_secs: float = DEFAULT_STOP_TIMEOUT_SECS) -> int | None:
-        """Stop QuestDB (SIGTERM, then SIGKILL after `timeout_secs`); return its exit code. Safe to repeat."""
-        server, self._server = self._server, None
-        if server is None:
-            return None
-        return server.stop(timeout_secs=timeout_secs)
-
-    def __enter__(self) -> QuestDBServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
     # -- SQL over HTTP ---------------------------------------------------------------------------------------
 

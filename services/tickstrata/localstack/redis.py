@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Final
 
 from tickstrata.localstack.paths import redis_server_bin
-from tickstrata.localstack.process import ManagedServer, ServerStartError, free_port
+from tickstrata.localstack.process import LocalServer, ManagedServer, free_port
 
 HOST: Final = "127.0.0.1"
 DEFAULT_START_TIMEOUT_SECS: Final = 15.0
 DEFAULT_STOP_TIMEOUT_SECS: Final = 10.0
-# How often an automatically chosen port may turn out to be taken between `free_port()` and the bind.
-PORT_RACE_ATTEMPTS: Final = 3
 _PING: Final = b"*1\r\n$4\r\nPING\r\n"
 _PONG: Final = b"+PONG\r\n"
 
@@ -43,11 +41,13 @@ def redis_ping(port: int, host: str = HOST, *, timeout_secs: float = 0.5) -> boo
     return False
 
 
-class RedisServer:
+class RedisServer(LocalServer[int]):
     """A `redis-server` child process bound to 127.0.0.1, with its data directory and log under `data_dir`.
 
     Use as a context manager (`with RedisServer(path) as redis: ...`) or call `start()` and `stop()`.
     """
+
+    stop_timeout_secs = DEFAULT_STOP_TIMEOUT_SECS
 
     def __init__(
         self,
@@ -58,33 +58,18 @@ class RedisServer:
         start_timeout_secs: float = DEFAULT_START_TIMEOUT_SECS,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self._requested_port = port
-        self._port: int | None = port
+        super().__init__(log_path=self.data_dir / "redis.log", address=port, start_timeout_secs=start_timeout_secs)
         self.extra_args = list(extra_args)
-        self.start_timeout_secs = start_timeout_secs
-        self._server: ManagedServer | None = None
 
     @property
     def port(self) -> int:
-        if self._port is None:
+        if self._address is None:
             raise RuntimeError("RedisServer has no port before start()")
-        return self._port
+        return self._address
 
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "redis.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._server.pid if self._server else None
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
 
     def argv(self, port: int) -> list[str]:
         return [
@@ -99,40 +84,17 @@ class RedisServer:
             *self.extra_args,
         ]  # fmt: skip
 
-    def start(self) -> RedisServer:
-        """Start the server and wait until it answers PING; else raise `ServerStartError` with its log."""
-        if self._server is not None:
-            raise RuntimeError(f"redis-server already running on port {self._port}")
+    def _already_running_message(self) -> str:
+        return f"redis-server already running on port {self._address}"
+
+    def _prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        attempts = 1 if self._requested_port is not None else PORT_RACE_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            port = self._requested_port if self._requested_port is not None else free_port()
-            server = ManagedServer(name=f"redis-server:{port}", argv=self.argv(port), log_path=self.log_path)
-            server.start()
-            try:
-                server.wait_ready(functools.partial(redis_ping, port), timeout_secs=self.start_timeout_secs)
-            except ServerStartError as exc:
-                server.stop()
-                # Another process may grab the port between free_port() and our bind; pick another one then.
-                if attempt < attempts and "Address already in use" in str(exc):
-                    continue
-                raise
-            except BaseException:
-                server.stop()  # e.g. KeyboardInterrupt while waiting: never leave an orphan server behind
-                raise
-            self._server, self._port = server, port
-            break
-        return self
 
-    def stop(self, *, timeout_secs: float = DEFAULT_STOP_TIMEOUT_SECS) -> int | None:
-        """Stop the server (SIGTERM, SIGKILL after `timeout_secs`); return its exit code. Safe to repeat."""
-        server, self._server = self._server, None
-        if server is None:
-            return None
-        return server.stop(timeout_secs=timeout_secs)
+    def _pick_address(self) -> int:
+        return free_port()
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
+    def _launch(self, port: int) -> ManagedServer:
+        return ManagedServer(name=f"redis-server:{port}", argv=self.argv(port), log_path=self.log_path)
 
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    def _wait_ready(self, server: ManagedServer, port: int) -> None:
+        server.wait_ready(functools.partial(redis_ping, port), timeout_secs=self.start_timeout_secs)

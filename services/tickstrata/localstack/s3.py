@@ -9,21 +9,19 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Self
 
 import boto3.session
 from botocore.config import Config
 from pyarrow import fs
 
 from tickstrata.localstack.paths import java_bin, s3proxy_jar, versitygw_bin
-from tickstrata.localstack.process import ManagedServer, ServerStartError, free_port, tcp_port_open
+from tickstrata.localstack.process import LocalServer, ManagedServer, ServerStartError, free_port, tcp_port_open
 
 DEFAULT_ACCESS_KEY: Final = "tickstrata"
 # A fixed credential for a server that only ever listens on 127.0.0.1; never used against real S3.
 DEFAULT_SECRET_KEY: Final = "tickstrata-local-secret"  # noqa: S105
 LOOPBACK: Final = "127.0.0.1"
-# A port taken between free_port() and the server's bind is retried with a fresh port this many times.
-PORT_ATTEMPTS: Final = 3
 # How each backend's log says it lost that race (versitygw: Go's net error; S3Proxy: its own message).
 PORT_TAKEN_MARKERS: Final = ("address already in use", "failed to bind")
 
@@ -54,8 +52,10 @@ def supports_user_xattrs(directory: Path) -> bool:
         probe.unlink(missing_ok=True)
 
 
-class S3Server:
+class S3Server(LocalServer[int]):
     """One S3-compatible server process serving `data_dir` on 127.0.0.1, with path-style addressing."""
+
+    address_in_use_markers = PORT_TAKEN_MARKERS
 
     def __init__(
         self,
@@ -70,22 +70,19 @@ class S3Server:
         start_timeout_secs: float = 60.0,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        super().__init__(log_path=self.data_dir / "s3.log", address=port, start_timeout_secs=start_timeout_secs)
         self.access_key = access_key
         self.secret_key = secret_key
         self.region = region
         self.backend = backend or default_backend()
-        self.start_timeout_secs = start_timeout_secs
-        self._requested_port = port
-        self._port: int | None = port
         self._metadata_choice: MetadataStore = metadata
         self._uses_sidecar: bool | None = None
-        self._server: ManagedServer | None = None
 
     @property
     def port(self) -> int:
-        if self._port is None:
+        if self._address is None:
             raise RuntimeError("S3 server has no port yet: call start() first")
-        return self._port
+        return self._address
 
     @property
     def endpoint_url(self) -> str:
@@ -96,58 +93,32 @@ class S3Server:
         return self.data_dir / "buckets"
 
     @property
-    def log_path(self) -> Path:
-        return self.data_dir / "s3.log"
-
-    @property
     def uses_sidecar_metadata(self) -> bool:
         """True when versitygw keeps metadata in `meta/` instead of xattrs (known once started)."""
         if self._uses_sidecar is None:
             raise RuntimeError("metadata store is chosen in start()")
         return self._uses_sidecar
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
+    def __enter__(self) -> Self:
+        # Unlike the other local servers, an S3 server may be entered after an explicit start().
+        return self if self.running else self.start()
 
-    def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("S3 server already started")
+    def _already_running_message(self) -> str:
+        return "S3 server already started"
+
+    def _prepare(self) -> None:
         self.buckets_dir.mkdir(parents=True, exist_ok=True)
         self._uses_sidecar = self._choose_sidecar()
-        if self._requested_port is not None and tcp_port_open(self._requested_port):
+        requested = self._requested_address
+        if requested is not None and tcp_port_open(requested):
             # Without this, the readiness probe could be answered by an older server still holding the port.
-            raise ServerStartError(f"port {self._requested_port} on {LOOPBACK} is already in use")
-        attempts = 1 if self._requested_port is not None else PORT_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            self._port = self._requested_port or free_port()
-            server = self._build_server()
-            try:
-                server.start()
-                self._wait_ready(server)
-            except BaseException as exc:
-                server.stop()  # never leave a half-started child (or its open log file) behind
-                lost_port_race = isinstance(exc, ServerStartError) and any(
-                    marker in str(exc).lower() for marker in PORT_TAKEN_MARKERS
-                )
-                if lost_port_race and attempt < attempts:
-                    continue
-                raise
-            self._server = server
-            return
+            raise ServerStartError(f"port {requested} on {LOOPBACK} is already in use")
 
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop()
+    def _pick_address(self) -> int:
+        return free_port()
 
-    def __enter__(self) -> S3Server:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    def _lost_port_race(self, message: str) -> bool:
+        return super()._lost_port_race(message.lower())
 
     def _choose_sidecar(self) -> bool:
         if self.backend is S3Backend.S3PROXY:
@@ -156,7 +127,8 @@ class S3Server:
             return not supports_user_xattrs(self.buckets_dir)
         return self._metadata_choice == "sidecar"
 
-    def _build_server(self) -> ManagedServer:
+    def _launch(self, port: int) -> ManagedServer:
+        self._address = port  # the argv, S3Proxy's properties and the readiness probe all go by `self.port`
         env = dict(os.environ)
         if self.backend is S3Backend.VERSITYGW:
             binary = versitygw_bin()
@@ -191,13 +163,13 @@ class S3Server:
         path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
         return path
 
-    def _wait_ready(self, server: ManagedServer) -> None:
+    def _wait_ready(self, server: ManagedServer, port: int) -> None:
         """Ready means the port accepts connections AND a signed ListBuckets answers 200: the listener alone
         comes up before S3Proxy's handlers, and only a signed request proves the credentials match."""
         probe_client = self.boto3_client(max_attempts=1, timeout_secs=2.0)
 
         def answers() -> bool:
-            if not tcp_port_open(self.port):
+            if not tcp_port_open(port):
                 return False
             response = probe_client.list_buckets()
             return bool(response["ResponseMetadata"]["HTTPStatusCode"] == 200)

@@ -10,23 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.servers import missing_tool
-from tickstrata.localstack.paths import ToolNotInstalledError
+from tests.integration.servers import session_server
 from tickstrata.localstack.questdb import QuestDBServer
 
 
 @pytest.fixture(scope="session")
 def questdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuestDBServer]:
     """A QuestDB on 127.0.0.1 and free ports, stopped at the end of the session whatever happened."""
-    server = QuestDBServer(tmp_path_factory.mktemp("questdb"))
-    try:
-        server.start()
-    except ToolNotInstalledError as exc:
-        missing_tool(exc)
-    try:
+    with session_server(QuestDBServer(tmp_path_factory.mktemp("questdb"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

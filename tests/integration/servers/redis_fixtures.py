@@ -10,23 +10,15 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.integration.servers import missing_tool
-from tickstrata.localstack.paths import ToolNotInstalledError
+from tests.integration.servers import session_server
 from tickstrata.localstack.redis import RedisServer
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A `redis-server` on 127.0.0.1 and a free port, stopped at the end of the session whatever happened."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    try:
-        server.start()
-    except ToolNotInstalledError as exc:
-        missing_tool(exc)
-    try:
+    with session_server(RedisServer(tmp_path_factory.mktemp("redis"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
