@@ -21,7 +21,7 @@ from tickstrata.collector.publisher import Publisher
 from tickstrata.collector.rest import RestClient, RestError
 from tickstrata.collector.settings import CollectorSettings
 from tickstrata.collector.venues.base import Channel, ConnectionSpec, ControlKind, DepthDiff, VenueAdapter
-from tickstrata.common.events import Event, GapKind, Quote, Trade, data_type_of
+from tickstrata.common.events import Gap, GapKind, Quote, Trade, data_type_of
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +180,8 @@ class Feed:
         if quote is not None:
             await self._publisher.put(quote)
 
-    async def _publish_gap(self, gap: Event) -> None:
-        self._gaps.add(1, {"exchange": self.exchange, "kind": str(getattr(gap, "kind", ""))})
+    async def _publish_gap(self, gap: Gap) -> None:
+        self._gaps.add(1, {"exchange": self.exchange, "kind": gap.kind.value})
         logger.warning("continuity lost", extra={"gap": repr(gap)})
         await self._publisher.put(gap)
 
@@ -252,7 +252,7 @@ class Feed:
             for symbol in self.books:
                 await self._publish_book(symbol)
 
-    def flush_open_gaps(self) -> list[Event]:
+    def flush_open_gaps(self) -> list[Gap]:
         """Windows still open at shutdown close now: their end is the moment we stopped listening."""
         now_ns = time.time_ns()
         return [gap for tracker in self._trackers for gap in tracker.flush(now_ns, now_ns)]
