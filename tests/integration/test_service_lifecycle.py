@@ -189,8 +189,8 @@ def call_unimplemented(role: str, channel: grpc.Channel) -> list[grpc.RpcError]:
     if role == "query":
         market = market_data_service_pb2_grpc.MarketDataServiceStub(channel)
         calls = [
-            lambda: market.GetLatestPrice(market_data_service_pb2.GetLatestPriceRequest(), timeout=5),
             lambda: list(market.GetCandles(market_data_service_pb2.GetCandlesRequest(), timeout=5)),
+            lambda: list(market.GetTrades(market_data_service_pb2.GetTradesRequest(), timeout=5)),
         ]
     elif role == "validator":
         quality = quality_service_pb2_grpc.QualityServiceStub(channel)

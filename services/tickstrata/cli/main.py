@@ -27,6 +27,7 @@ ROLES: Final[dict[str, Role]] = {
     "query": Role("tickstrata.query.main", "MarketDataService: latest prices, candles, trades, replay"),
     "simulate": Role("tickstrata.simulator.main", "exchange simulator speaking the venues' protocols"),
     "operator": Role("tickstrata_operator.main", "Kubernetes operator for ExchangeFeed resources"),
+    "latest": Role("tickstrata.client.latest_cli", "latest price of a symbol per exchange, from the query service"),
     "up": Role("tickstrata.cli.up", "run the whole pipeline on this machine with local servers"),
 }
 

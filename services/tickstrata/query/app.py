@@ -18,4 +18,4 @@ class QueryApp(GrpcRedisApp[QuerySettings]):
     grpc_service_names: ClassVar[Sequence[str]] = ("tickstrata.marketdata.v1.MarketDataService",)
 
     def registrars(self) -> Sequence[Registrar]:
-        return [functools.partial(pb_grpc.add_MarketDataServiceServicer_to_server, MarketDataService())]
+        return [functools.partial(pb_grpc.add_MarketDataServiceServicer_to_server, MarketDataService(self.redis))]

@@ -1,0 +1,195 @@
+"""GetLatestPrice end to end: real Redis, `tickstrata query` as a process, the Python client and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from decimal import Decimal
+
+import grpc
+import pytest
+import redis
+
+from tickstrata.client import InvalidQueryError, MarketDataClient, QueryServiceUnavailableError
+from tickstrata.common.streams import LatestPrice, encode_latest_price, latest_price_key
+from tickstrata.localstack.process import free_port
+from tickstrata.localstack.redis import RedisServer
+from tickstrata.marketdata.v1 import market_data_service_pb2, market_data_service_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+READY_TIMEOUT_SECS = 60.0
+MS = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def query_address(redis_server: RedisServer) -> Iterator[str]:
+    """`python -m tickstrata query` on free loopback ports, ready; SIGTERM'd (and must exit 0) afterwards."""
+    health_port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "QUERY_REDIS_URL": redis_server.url,
+        "QUERY_HEALTH_HOST": "127.0.0.1",
+        "QUERY_HEALTH_PORT": str(health_port),
+        "QUERY_GRPC_HOST": "127.0.0.1",
+        "QUERY_GRPC_PORT": str(grpc_port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tickstrata", "query"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECS
+        while True:
+            assert process.poll() is None, f"query exited early with {process.returncode}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, "query never became ready"
+            time.sleep(0.1)
+        yield f"127.0.0.1:{grpc_port}"
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def put(client: redis.Redis, exchange: str, symbol: str, price: str, *, recv_ago_ms: int = 0) -> LatestPrice:
+    recv_ns = time.time_ns() - recv_ago_ms * MS
+    value = LatestPrice(Decimal(price), Decimal("0.5"), recv_ns - 3 * MS, recv_ns)
+    client.set(latest_price_key(exchange, symbol), encode_latest_price(value))
+    return value
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tickstrata", "latest", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_named_exchanges_in_request_order_with_missing_and_stale(query_address: str, redis_client: redis.Redis) -> None:
+    binance = put(redis_client, "binance", "BTC-USDT", "64321.50")
+    kraken = put(redis_client, "kraken", "BTC-USDT", "64320.1", recv_ago_ms=60_000)
+    put(redis_client, "okx", "ETH-USDT", "3000")  # another symbol on a named venue: still missing
+    with MarketDataClient(query_address) as client:
+        result = client.latest_prices("BTC-USDT", ["kraken", "okx", "binance", "coinbase"])
+    assert [(row.exchange, row.symbol, row.price, row.stale) for row in result.rows] == [
+        ("kraken", "BTC-USDT", Decimal("64320.1"), True),
+        ("binance", "BTC-USDT", Decimal("64321.50"), False),
+    ]
+    assert str(result.rows[1].price) == "64321.50"  # trailing zero kept: exact, not float
+    assert (result.rows[0].ts_event_ns, result.rows[0].ts_recv_ns) == (kraken.ts_event_ns, kraken.ts_recv_ns)
+    assert (result.rows[1].ts_event_ns, result.rows[1].ts_recv_ns) == (binance.ts_event_ns, binance.ts_recv_ns)
+    assert result.rows[0].age_ms >= 60_000
+    assert result.missing_exchanges == ("okx", "coinbase")
+
+
+def test_every_venue_holding_the_symbol_sorted_by_exchange(query_address: str, redis_client: redis.Redis) -> None:
+    put(redis_client, "okx", "BTC-USDT", "64322")
+    put(redis_client, "binance", "BTC-USDT", "64321.5")
+    put(redis_client, "coinbase", "BTC-USDT", "0.000000012345")
+    put(redis_client, "bybit", "BTC-USDT-PERP", "64400")  # the perpetual is another symbol
+    put(redis_client, "kraken", "ETH-USDT", "3000")
+    redis_client.set("px:broken:BTC-USDT:extra", b"x")  # not a well-formed key: ignored
+    with MarketDataClient(query_address) as client:
+        result = client.latest_prices("BTC-USDT")
+        perp = client.latest("BTC-USDT-PERP")
+        nothing = client.latest_prices("SOL-USDT")
+    assert [(row.exchange, row.price) for row in result.rows] == [
+        ("binance", Decimal("64321.5")),
+        ("coinbase", Decimal("0.000000012345")),
+        ("okx", Decimal("64322")),
+    ]
+    assert result.missing_exchanges == ()
+    assert [(row.exchange, row.price) for row in perp] == [("bybit", Decimal("64400"))]
+    assert nothing.rows == ()
+    assert nothing.missing_exchanges == ()
+
+
+def test_an_undecodable_cache_value_is_reported_missing(query_address: str, redis_client: redis.Redis) -> None:
+    redis_client.set(latest_price_key("binance", "BTC-USDT"), b"\xc1not msgpack")
+    put(redis_client, "okx", "BTC-USDT", "1")
+    with MarketDataClient(query_address) as client:
+        named = client.latest_prices("BTC-USDT", ["binance", "okx"])
+        every = client.latest_prices("BTC-USDT")
+    assert [row.exchange for row in named.rows] == ["okx"]
+    assert named.missing_exchanges == ("binance",)
+    assert [row.exchange for row in every.rows] == ["okx"]
+
+
+@pytest.mark.parametrize(
+    ("symbol", "exchanges", "field"),
+    [("", [], "symbol"), ("btc-usdt", [], "symbol"), ("BTC-USDT", ["Binance"], "exchanges[0]")],
+)
+def test_malformed_request_is_invalid_argument_naming_the_field(
+    query_address: str, symbol: str, exchanges: list[str], field: str
+) -> None:
+    with grpc.insecure_channel(query_address) as channel:
+        stub = market_data_service_pb2_grpc.MarketDataServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetLatestPrice(market_data_service_pb2.GetLatestPriceRequest(symbol=symbol, exchanges=exchanges))
+    error = caught.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith(field)
+    with MarketDataClient(query_address) as client, pytest.raises(InvalidQueryError, match=field.replace("[", r"\[")):
+        client.latest(symbol, exchanges)
+
+
+def test_client_names_the_address_when_the_service_is_unreachable() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    with MarketDataClient(address) as client, pytest.raises(QueryServiceUnavailableError, match=address):
+        client.latest("BTC-USDT")
+
+
+def test_cli_table_and_json(query_address: str, redis_client: redis.Redis) -> None:
+    put(redis_client, "binance", "BTC-USDT", "64321.50")
+    put(redis_client, "kraken", "BTC-USDT", "0.000000012345", recv_ago_ms=60_000)
+    table = run_cli("BTC-USDT", "-e", "binance", "-e", "kraken", "-e", "okx", "--address", query_address)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["exchange", "price", "age", "ms", "stale"]
+    assert lines[1].split()[:2] == ["binance", "64321.50"]
+    assert len(lines[1].split()) == 3
+    assert lines[2].split()[:2] == ["kraken", "0.000000012345"]
+    assert lines[2].split()[3] == "STALE"
+    assert lines[3] == "missing: okx"
+
+    as_json = run_cli("BTC-USDT", "--address", query_address, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert [(p["exchange"], p["price"], p["stale"]) for p in data["prices"]] == [
+        ("binance", "64321.50", False),
+        ("kraken", "0.000000012345", True),
+    ]
+    assert data["missing_exchanges"] == []
+
+
+def test_cli_errors(query_address: str) -> None:
+    bad = run_cli("btc-usdt", "--address", query_address)
+    assert bad.returncode == 2
+    assert "invalid request: symbol: invalid symbol 'btc-usdt'" in bad.stderr
+    address = f"127.0.0.1:{free_port()}"
+    down = run_cli("BTC-USDT", "--address", address)
+    assert down.returncode == 1
+    assert f"query service at {address} unavailable" in down.stderr
+    assert down.stdout == ""
