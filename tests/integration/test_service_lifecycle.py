@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.integration.servers.simulator_fixtures import SimulatorEndpoints
 from tickstrata.cli.up import ROLE_SPECS, RoleSpec
 from tickstrata.localstack.process import free_port
+from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_service_pb2, market_data_service_pb2_grpc
 from tickstrata.quality.v1 import quality_service_pb2, quality_service_pb2_grpc
@@ -99,7 +100,9 @@ def started() -> Iterator[list[ServiceProcess]]:
 
 
 @pytest.fixture
-def role_env(redis_server: RedisServer, simulator: SimulatorEndpoints) -> Callable[[RoleSpec], dict[str, str]]:
+def role_env(
+    redis_server: RedisServer, questdb_server: QuestDBServer, simulator: SimulatorEndpoints
+) -> Callable[[RoleSpec], dict[str, str]]:
     """The environment a role needs beyond its ports: Redis, and for the collector a venue (the simulator)."""
 
     def env(spec: RoleSpec) -> dict[str, str]:
@@ -107,6 +110,8 @@ def role_env(redis_server: RedisServer, simulator: SimulatorEndpoints) -> Callab
         if spec.role == "collector":
             values["COLLECTOR_WS_URL"] = simulator.ws_url("binance")
             values["COLLECTOR_REST_URL"] = simulator.rest_url("binance")
+        if spec.needs_questdb:
+            values[f"{spec.env_prefix}QUESTDB_HTTP_URL"] = questdb_server.http_url
         if spec.role == "simulate":  # never a default port in a test
             values.update(SIMULATOR_SPOT_PORT="0", SIMULATOR_USDM_PORT="0")
         return values
@@ -144,8 +149,14 @@ def test_role_starts_reports_ready_and_exits_zero_on_sigterm(
 
 def test_writer_is_alive_but_not_ready_without_redis(started: list[ServiceProcess]) -> None:
     spec = next(spec for spec in ROLE_SPECS if spec.role == "writer")
-    dead_port = free_port()  # nothing listens here
-    service = spawn(spec, {"WRITER_REDIS_URL": f"redis://127.0.0.1:{dead_port}/0", "WRITER_LOG_JSON": "true"})
+    dead_port, dead_http_port = free_port(), free_port()  # nothing listens on either
+    service = spawn(
+        spec,
+        {
+            "WRITER_REDIS_URL": f"redis://127.0.0.1:{dead_port}/0",
+            "WRITER_QUESTDB_HTTP_URL": f"http://127.0.0.1:{dead_http_port}",
+        },
+    )
     started.append(service)
 
     body = service.wait_for(503)
@@ -154,6 +165,7 @@ def test_writer_is_alive_but_not_ready_without_redis(started: list[ServiceProces
     assert checks["lifecycle"]["ok"] is True
     assert checks["redis"]["ok"] is False
     assert "Connection" in checks["redis"]["detail"]
+    assert checks["questdb"]["ok"] is False
     with urllib.request.urlopen(f"http://127.0.0.1:{service.health_port}/healthz", timeout=2) as response:
         assert response.status == 200
 

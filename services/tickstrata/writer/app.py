@@ -1,14 +1,25 @@
-"""Writer: consumer group over the market-data streams into QuestDB (the skeleton holds the Redis edge)."""
+"""Writer: consumer group over the market-data streams into QuestDB."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar, Final
 
 import redis.asyncio as aioredis
 
+from tickstrata.common.health import CheckResult
 from tickstrata.common.lifecycle import ServiceApp, ServiceContext
 from tickstrata.common.redis_connection import connect_redis, redis_ready_check
+from tickstrata.writer.consumer import ConsumerConfig, StreamConsumer
+from tickstrata.writer.questdb_sink import IlpWriter, QuestDBError, QuestDBRest
 from tickstrata.writer.settings import WriterSettings
+from tickstrata.writer.tables import TableColumns
+
+logger = logging.getLogger(__name__)
+
+CREATE_TABLES_RETRY_SECS: Final = 1.0
 
 
 class WriterApp(ServiceApp[WriterSettings]):
@@ -17,11 +28,62 @@ class WriterApp(ServiceApp[WriterSettings]):
     def __init__(self, settings: WriterSettings) -> None:
         super().__init__(settings)
         self._redis: aioredis.Redis | None = None
+        self._rest = QuestDBRest(settings.questdb_http_url)
+        self._ilp = IlpWriter(settings.questdb_http_url)
+        self._consumer: StreamConsumer | None = None
+        self._task: asyncio.Task[Any] | None = None
 
     async def start(self, context: ServiceContext) -> None:
         self._redis = connect_redis(self.settings.redis_url)
         context.health.add_check("redis", redis_ready_check(self._redis))
+        context.health.add_check("questdb", self._questdb_ready)
+        config = ConsumerConfig(
+            consumer_name=self.settings.consumer_name,
+            batch_entries=self.settings.batch_entries,
+            block_ms=self.settings.block_ms,
+            claim_idle_ms=self.settings.claim_idle_ms,
+            max_deliveries=self.settings.max_deliveries,
+            janitor_interval_secs=self.settings.janitor_interval_secs,
+        )
+        self._consumer = StreamConsumer(self._redis, self._write_tables, config)
+        self._task = context.spawn(self._run(self._consumer), name="writer-consumer")
+
+    async def _run(self, consumer: StreamConsumer) -> None:
+        # Tables come from code before the first row; QuestDB may still be starting, so keep trying (bounded by
+        # the stop request, which `run` then honours at once).
+        while not consumer.stop_requested:
+            try:
+                await self._rest.create_tables()
+            except (TimeoutError, OSError, QuestDBError) as error:
+                logger.warning("cannot create tables yet", extra={"error": f"{type(error).__name__}: {error}"})
+                await consumer.sleep(CREATE_TABLES_RETRY_SECS)
+            else:
+                await consumer.run()
+                return
+
+    async def _write_tables(self, batches: Sequence[TableColumns]) -> None:
+        await asyncio.to_thread(self._ilp.write, batches)
+        suspended = await self._rest.suspended_tables([batch.table for batch in batches])
+        if suspended:
+            # The rows are in the WAL but will not become visible: do not acknowledge; an operator resumes it.
+            logger.error("QuestDB tables are WAL-suspended", extra={"tables": suspended})
+            raise QuestDBError(f"WAL-suspended tables: {', '.join(suspended)} (ALTER TABLE ... RESUME WAL)")
+
+    async def _questdb_ready(self) -> CheckResult:
+        ok = await self._rest.ping()
+        return CheckResult(ok, "ping 204" if ok else "ping failed")
+
+    async def stop_intake(self) -> None:
+        if self._consumer is not None:
+            self._consumer.request_stop()
+
+    async def drain(self) -> None:
+        # The loop finishes the batch in hand (write + ack) and returns; the lifecycle bounds how long.
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def close(self) -> None:
+        await asyncio.to_thread(self._ilp.close)
+        await self._rest.close()
         if self._redis is not None:
             await self._redis.aclose()

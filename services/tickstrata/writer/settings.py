@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from pydantic import Field
 
 from tickstrata.common.settings import RedisSettingsMixin, ServiceSettings, service_config
@@ -15,3 +17,22 @@ class WriterSettings(RedisSettingsMixin, ServiceSettings):
 
     questdb_http_url: str = Field(default="http://127.0.0.1:9000", pattern=r"^https?://")
     """QuestDB's HTTP endpoint: ILP/HTTP ingestion and `/exec`."""
+
+    consumer_name: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
+    """This writer's name in the consumer group; stable across restarts (a StatefulSet pod name) so a restarted
+    writer re-reads its own pending entries instead of waiting for another to claim them."""
+
+    batch_entries: int = Field(default=500, ge=1, le=100_000)
+    """COUNT per XREADGROUP per stream: bounds memory (an entry holds at most 1000 events)."""
+
+    block_ms: int = Field(default=1000, ge=1, le=60_000)
+    """How long a read waits for new entries; also bounds how late a stop request is noticed."""
+
+    claim_idle_ms: int = Field(default=60_000, ge=1)
+    """Pending entries idle this long belong to a dead consumer and are claimed (XAUTOCLAIM)."""
+
+    max_deliveries: int = Field(default=5, ge=1)
+    """An entry delivered more times than this (crashes, claims) is dead-lettered to `dlq:writer`."""
+
+    janitor_interval_secs: float = Field(default=10.0, gt=0)
+    """How often streams are discovered, dead consumers' entries claimed and streams trimmed."""
