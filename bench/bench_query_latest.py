@@ -1,0 +1,273 @@
+"""GetLatestPrice latency through the real query service at ~1k requests/s, next to a no-op gRPC call.
+
+Goal: p99 < 1 ms absolute and ≤ 1.5x the no-op call's p99, measured side by side in one run.
+
+Method (printed with the results):
+- A real ``redis-server`` (``RedisServer``) seeded with ``px:<exchange>:<symbol>`` values for 5 venues x 40
+  symbols (``encode_latest_price``), and ``python -m tickstrata query`` as its own process on loopback ports.
+- Contenders, all on one gRPC channel from this process (sync stub): ``no-op`` (the standard health ``Check`` on
+  the same server: a gRPC round trip with no Redis work), ``named`` (``GetLatestPrice`` BTC-USDT with the 5
+  exchanges named: one MGET), ``all venues`` (no exchange named: SCAN over the keyspace + one MGET).
+- Open loop at ``--rate``: request *i* is due at start + i/rate; latency runs from the due time (so a slow call
+  that delays the next ones counts against them: no coordinated omission). Blocks of ``--requests`` per
+  contender, the order rotating between repetitions; percentiles over all samples of a contender.
+- Closed loop: back-to-back calls for ``--closed-secs`` per contender and repetition, median calls/s.
+- The client and the service share the machine's CPUs (2 vCPU on the build VM): absolute figures include the
+  client's own Python gRPC cost on both sides of the ratio.
+
+Run: ``.cache/venv/bin/python bench/bench_query_latest.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Final
+
+import grpc
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a package when run as a script
+from bench import _harness as h
+
+from tickstrata.common.streams import LatestPrice, encode_latest_price, latest_price_key
+from tickstrata.localstack.process import ManagedServer, free_port
+from tickstrata.localstack.redis import RedisServer
+from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
+from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
+
+EXCHANGES: Final = ("binance", "coinbase", "kraken", "okx", "bybit")
+SYMBOL: Final = "BTC-USDT"
+FILLER_SYMBOLS: Final = 39  # other symbols on every venue, so SCAN walks a realistic keyspace (200 keys)
+GOAL_P99_US: Final = 1000.0
+GOAL_RATIO: Final = 1.5
+SPIN_NS: Final = 200_000  # sleep until this close to the due time, then spin (time.sleep overshoots ~60 µs)
+CALL_TIMEOUT_SECS: Final = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    rate: float
+    requests: int
+    reps: int
+    closed_secs: float
+    warmup: int
+
+
+@dataclass
+class Samples:
+    latencies_us: list[float]
+    late_starts: int
+    closed_rates: list[float]
+
+
+Call = Callable[[], None]
+
+
+def seed(client: redis.Redis) -> None:
+    now = time.time_ns()
+    pipe = client.pipeline(transaction=False)
+    symbols = [SYMBOL, *(f"C{i:02d}-USDT" for i in range(FILLER_SYMBOLS))]
+    for index, exchange in enumerate(EXCHANGES):
+        for symbol in symbols:
+            value = LatestPrice(
+                price=Decimal("64123.45") + index, size=Decimal("0.0123"), ts_event_ns=now, ts_recv_ns=now + 1000
+            )
+            pipe.set(latest_price_key(exchange, symbol), encode_latest_price(value))
+    pipe.execute()
+
+
+def start_query(stack: h.Stack, directory: Path, redis_url: str) -> int:
+    health_port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "QUERY_REDIS_URL": redis_url,
+        "QUERY_HEALTH_HOST": "127.0.0.1",
+        "QUERY_HEALTH_PORT": str(health_port),
+        "QUERY_GRPC_HOST": "127.0.0.1",
+        "QUERY_GRPC_PORT": str(grpc_port),
+        "QUERY_LOG_LEVEL": "WARNING",
+    }
+    server = stack.process(
+        ManagedServer(
+            name="query", argv=[sys.executable, "-m", "tickstrata", "query"], log_path=directory / "query.log", env=env
+        ),
+        stop_timeout_secs=5.0,
+    )
+    h.wait_until(server, f"http://127.0.0.1:{health_port}/readyz")
+    return grpc_port
+
+
+def contenders(channel: grpc.Channel) -> dict[str, Call]:
+    health = health_pb2_grpc.HealthStub(channel)
+    market = pb_grpc.MarketDataServiceStub(channel)
+    check = health_pb2.HealthCheckRequest(service="")
+    named = pb.GetLatestPriceRequest(symbol=SYMBOL, exchanges=list(EXCHANGES))
+    every = pb.GetLatestPriceRequest(symbol=SYMBOL)
+
+    # Check every answer once before timing: the named and all-venues paths must return all 5 prices.
+    if health.Check(check, timeout=CALL_TIMEOUT_SECS).status != health_pb2.HealthCheckResponse.SERVING:
+        raise h.BenchError("the query service's gRPC health is not SERVING")
+    for label, request in (("named", named), ("all venues", every)):
+        response = market.GetLatestPrice(request, timeout=CALL_TIMEOUT_SECS)
+        if sorted(p.exchange for p in response.prices) != sorted(EXCHANGES) or response.missing_exchanges:
+            raise h.BenchError(f"GetLatestPrice ({label}) returned {response}")
+
+    def noop() -> None:
+        health.Check(check, timeout=CALL_TIMEOUT_SECS)
+
+    def latest_named() -> None:
+        market.GetLatestPrice(named, timeout=CALL_TIMEOUT_SECS)
+
+    def latest_all() -> None:
+        market.GetLatestPrice(every, timeout=CALL_TIMEOUT_SECS)
+
+    return {
+        "no-op (health Check)": noop,
+        "GetLatestPrice named (1 MGET)": latest_named,
+        "GetLatestPrice all venues (SCAN+MGET)": latest_all,
+    }
+
+
+def run_paced(call: Call, *, count: int, rate: float, into: Samples) -> None:
+    period_ns = int(1e9 / rate)
+    start = time.perf_counter_ns() + 1_000_000
+    for i in range(count):
+        due = start + i * period_ns
+        ahead = due - time.perf_counter_ns()
+        if ahead > SPIN_NS:
+            time.sleep((ahead - SPIN_NS) / 1e9)
+        while time.perf_counter_ns() < due:
+            pass
+        sent = time.perf_counter_ns()
+        if sent - due > period_ns:
+            into.late_starts += 1
+        call()
+        into.latencies_us.append((time.perf_counter_ns() - due) / 1000)
+
+
+def run_closed(call: Call, *, secs: float) -> float:
+    calls, start = 0, time.perf_counter()
+    deadline = start + secs
+    while True:
+        call()
+        calls += 1
+        now = time.perf_counter()
+        if now >= deadline:
+            return calls / (now - start)
+
+
+def measure(calls: dict[str, Call], config: Config) -> dict[str, Samples]:
+    names = list(calls)
+    results = {name: Samples([], 0, []) for name in names}
+    with h.phase(f"warm-up, {config.warmup} calls each"):
+        for call in calls.values():
+            for _ in range(config.warmup):
+                call()
+    for rep in range(config.reps):
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        with h.phase(f"repetition {rep + 1}/{config.reps}: {config.requests} paced + {config.closed_secs} s closed"):
+            for name in order:
+                run_paced(calls[name], count=config.requests, rate=config.rate, into=results[name])
+            for name in order:
+                results[name].closed_rates.append(run_closed(calls[name], secs=config.closed_secs))
+    return results
+
+
+def report(results: dict[str, Samples], config: Config) -> None:
+    names = list(results)
+    noop = results[names[0]].latencies_us
+    noop_p50, noop_p99 = h.percentile(noop, 50), h.percentile(noop, 99)
+    rows = []
+    for name in names:
+        samples = results[name]
+        lat = samples.latencies_us
+        p50, p99, p999 = h.percentile(lat, 50), h.percentile(lat, 99), h.percentile(lat, 99.9)
+        rows.append(
+            [
+                name,
+                str(len(lat)),
+                f"{p50:.0f}",
+                f"{p99:.0f}",
+                f"{p999:.0f}",
+                f"{max(lat):.0f}",
+                f"{p50 / noop_p50:.2f}x",
+                f"{p99 / noop_p99:.2f}x",
+                f"{h.median(samples.closed_rates):,.0f}",
+                str(samples.late_starts),
+            ]
+        )
+    headers = [
+        "contender",
+        "samples",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "p50 vs no-op",
+        "p99 vs no-op",
+        "closed-loop calls/s",
+        "late sends",
+    ]
+    print()
+    print(f"Open loop at {config.rate:,.0f} requests/s, latency from each request's due time (µs):")
+    print(h.table(headers, rows))
+    print()
+    print(f"Goal: p99 < {GOAL_P99_US:.0f} µs and ≤ {GOAL_RATIO}x the no-op call's p99 ({noop_p99:.0f} µs).")
+    for name in names[1:]:
+        p99 = h.percentile(results[name].latencies_us, 99)
+        absolute = "met" if p99 < GOAL_P99_US else "MISSED"
+        relative = "met" if p99 <= GOAL_RATIO * noop_p99 else "MISSED"
+        print(
+            f"  {name}: p99 {p99:.0f} µs: absolute goal {absolute}; {p99 / noop_p99:.2f}x no-op: ratio goal {relative}"
+        )
+        if h.median(results[name].closed_rates) < config.rate:
+            print(f"    (its closed-loop rate is below {config.rate:,.0f}/s from this client: the open loop queues up)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="3 short repetitions (< 40 s in all)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="open-loop requests/s (default 1000)")
+    parser.add_argument("--requests", type=int, help="paced requests per contender and repetition")
+    parser.add_argument("--reps", type=int, help="repetitions (contender order rotates)")
+    parser.add_argument("--closed-secs", type=float, help="closed-loop seconds per contender and repetition")
+    args = parser.parse_args(argv)
+    config = Config(
+        rate=args.rate,
+        requests=args.requests or (1500 if args.quick else 5000),
+        reps=args.reps or (3 if args.quick else 5),
+        closed_secs=args.closed_secs or (0.5 if args.quick else 2.0),
+        warmup=300 if args.quick else 2000,
+    )
+    try:
+        with h.Stack() as stack:
+            directory = h.workdir(stack, "query-latest")
+            with h.phase("starting redis-server and tickstrata query"):
+                redis_server = stack.enter_context(RedisServer(directory / "redis"))
+                client = redis.Redis.from_url(redis_server.url)
+                stack.callback(client.close)
+                seed(client)
+                grpc_port = start_query(stack, directory, redis_server.url)
+            channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+            stack.callback(channel.close)
+            results = measure(contenders(channel), config)
+            report(results, config)
+    except KeyboardInterrupt:
+        print("\ninterrupted; every process started was stopped", file=sys.stderr)
+        return 130
+    except h.BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
