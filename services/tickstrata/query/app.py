@@ -1,4 +1,4 @@
-"""Query: MarketDataService for live and backtest access (the skeleton holds the edges)."""
+"""Query: MarketDataService for live and backtest access."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import ClassVar
 
 from tickstrata.common.grpc_app import GrpcRedisApp
 from tickstrata.common.grpc_server import Registrar
+from tickstrata.common.lifecycle import ServiceContext
 from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
+from tickstrata.query.history_rpcs import HistoryRpcs
+from tickstrata.query.latest_rpcs import LatestRpcs
 from tickstrata.query.servicer import MarketDataService
 from tickstrata.query.settings import QuerySettings
 
@@ -17,5 +20,28 @@ class QueryApp(GrpcRedisApp[QuerySettings]):
     name: ClassVar[str] = "query"
     grpc_service_names: ClassVar[Sequence[str]] = ("tickstrata.marketdata.v1.MarketDataService",)
 
+    def __init__(self, settings: QuerySettings) -> None:
+        super().__init__(settings)
+        self._latest: LatestRpcs | None = None
+        self._history: HistoryRpcs | None = None
+
+    async def start(self, context: ServiceContext) -> None:
+        # Both halves are ready before the server takes its first call.
+        self._latest = LatestRpcs(self._open_redis(context), self.settings)
+        self._history = HistoryRpcs(self.settings)
+        await self._latest.start()
+        await self._history.start()
+        await super().start(context)
+
     def registrars(self) -> Sequence[Registrar]:
-        return [functools.partial(pb_grpc.add_MarketDataServiceServicer_to_server, MarketDataService(self.redis))]
+        if self._latest is None or self._history is None:
+            raise RuntimeError("query has not started")
+        service = MarketDataService(self._latest, self._history)
+        return [functools.partial(pb_grpc.add_MarketDataServiceServicer_to_server, service)]
+
+    async def close(self) -> None:
+        if self._history is not None:
+            await self._history.close()
+        if self._latest is not None:
+            await self._latest.close()
+        await super().close()
