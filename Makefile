@@ -8,7 +8,7 @@ BIN     := .cache/bin
 PYTEST_ARGS ?=
 DEMO_SECS ?= 60
 
-.PHONY: help setup check lint typecheck imports protos proto-check chart-check test test-unit test-integration demo bench clean
+.PHONY: help setup check lint typecheck imports protos proto-check chart-check test test-unit test-integration reliability demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test-unit: setup
 
 test-integration: setup
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+
+reliability: setup  ## full-size crash-safety runs (1M events, 20 kill -9 of the writer; QuestDB outage)
+	TICKSTRATA_RELIABILITY=full $(VENV)/bin/pytest -m reliability --timeout 3600 $(PYTEST_ARGS)
 
 demo: setup  ## install everything, then run the pipeline locally (`tickstrata up`) for DEMO_SECS seconds
 	$(VENV)/bin/tickstrata up --simulate --duration-secs $(DEMO_SECS)

@@ -5,6 +5,7 @@ integration test (pytest discovers fixtures by name in a conftest's namespace).
 """
 
 from tests.integration.servers.chdb_fixtures import chdb_client, chdb_path
+from tests.integration.servers.otlp_fixtures import otlp_receiver
 from tests.integration.servers.questdb_fixtures import questdb_server, questdb_table
 from tests.integration.servers.redis_fixtures import redis_client, redis_server
 from tests.integration.servers.s3_fixtures import s3_bucket, s3_client, s3_server
@@ -13,6 +14,7 @@ from tests.integration.servers.simulator_fixtures import simulator
 __all__ = [
     "chdb_client",
     "chdb_path",
+    "otlp_receiver",
     "questdb_server",
     "questdb_table",
     "redis_client",

@@ -12,111 +12,18 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-import grpc
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc import (
-    MetricsServiceServicer,
-    add_MetricsServiceServicer_to_server,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
-    TraceServiceServicer,
-    add_TraceServiceServicer_to_server,
-)
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests.integration.servers.otlp_fixtures import Receiver, Span, attributes
 from tickstrata.common.telemetry import setup_telemetry
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 STREAM = "md:binance:trades"
-
-
-class Receiver:
-    """What the OTLP receiver was sent. With `hang` set, exports block until the test ends."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.hang = False
-        self.released = threading.Event()
-        self.traces: list[ExportTraceServiceRequest] = []
-        self.metrics: list[ExportMetricsServiceRequest] = []
-
-    def spans(self) -> list[tuple[dict[str, Any], Span]]:
-        """Every received span with its resource attributes."""
-        return [
-            (attributes(resource_spans.resource.attributes), span)
-            for request in self.traces
-            for resource_spans in request.resource_spans
-            for scope_spans in resource_spans.scope_spans
-            for span in scope_spans.spans
-        ]
-
-
-class _TraceService(TraceServiceServicer):
-    def __init__(self, receiver: Receiver) -> None:
-        self._receiver = receiver
-
-    def Export(  # noqa: N802 - the generated servicer's method name
-        self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> ExportTraceServiceResponse:
-        if self._receiver.hang:
-            self._receiver.released.wait(30)
-        self._receiver.traces.append(request)
-        return ExportTraceServiceResponse()
-
-
-class _MetricsService(MetricsServiceServicer):
-    def __init__(self, receiver: Receiver) -> None:
-        self._receiver = receiver
-
-    def Export(  # noqa: N802
-        self, request: ExportMetricsServiceRequest, context: grpc.ServicerContext
-    ) -> ExportMetricsServiceResponse:
-        self._receiver.metrics.append(request)
-        return ExportMetricsServiceResponse()
-
-
-def attributes(pairs: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for pair in pairs:
-        assert isinstance(pair, KeyValue)
-        kind = pair.value.WhichOneof("value")
-        result[pair.key] = getattr(pair.value, kind) if kind else None
-    return result
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    recorder = Receiver()
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="otlp-receiver") as pool:
-        server = grpc.server(pool)
-        # The generated registration helpers carry no annotations.
-        add_TraceServiceServicer_to_server(_TraceService(recorder), server)  # type: ignore[no-untyped-call]
-        add_MetricsServiceServicer_to_server(_MetricsService(recorder), server)  # type: ignore[no-untyped-call]
-        recorder.port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        try:
-            yield recorder
-        finally:
-            recorder.released.set()
-            server.stop(grace=None).wait()
 
 
 SERVICE_SCRIPT = textwrap.dedent(
@@ -146,9 +53,9 @@ def otel_free_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
 
 
-def test_spans_and_metrics_reach_the_otlp_receiver(receiver: Receiver) -> None:
+def test_spans_and_metrics_reach_the_otlp_receiver(otlp_receiver: Receiver) -> None:
     environment = otel_free_environment() | {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_receiver.port}",
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=ci",
     }
@@ -172,7 +79,7 @@ def test_spans_and_metrics_reach_the_otlp_receiver(receiver: Receiver) -> None:
     assert published["trace_id"] == trace_id
     assert published["service"] == "collector"
 
-    spans = {span.name: (resource, span) for resource, span in receiver.spans()}
+    spans = {span.name: (resource, span) for resource, span in otlp_receiver.spans()}
     assert set(spans) == {f"{STREAM} publish", f"{STREAM} process"}
     resource, producer = spans[f"{STREAM} publish"]
     assert resource["service.name"] == "collector"
@@ -189,7 +96,7 @@ def test_spans_and_metrics_reach_the_otlp_receiver(receiver: Receiver) -> None:
 
     points = [
         (attributes(resource_metrics.resource.attributes), metric)
-        for request in receiver.metrics
+        for request in otlp_receiver.metrics
         for resource_metrics in request.resource_metrics
         for scope_metrics in resource_metrics.scope_metrics
         for metric in scope_metrics.metrics
@@ -205,14 +112,14 @@ def test_spans_and_metrics_reach_the_otlp_receiver(receiver: Receiver) -> None:
 
 
 def test_shutdown_stays_within_its_bound_when_the_receiver_hangs(
-    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    otlp_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in list(os.environ):
         if name.startswith("OTEL_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{otlp_receiver.port}")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
-    receiver.hang = True
+    otlp_receiver.hang = True
     # In-process, so the process-wide providers stay untouched.
     telemetry = setup_telemetry("collector", set_global=False)
     with telemetry.tracer.start_as_current_span("never acknowledged"):
