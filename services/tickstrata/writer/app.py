@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
 import redis.asyncio as aioredis
@@ -13,9 +12,8 @@ from tickstrata.common.health import CheckResult
 from tickstrata.common.lifecycle import ServiceApp, ServiceContext
 from tickstrata.common.redis_connection import connect_redis, redis_ready_check
 from tickstrata.writer.consumer import ConsumerConfig, StreamConsumer
-from tickstrata.writer.questdb_sink import IlpWriter, QuestDBError, QuestDBRest
+from tickstrata.writer.questdb_sink import QuestDBError, QuestDBSink
 from tickstrata.writer.settings import WriterSettings
-from tickstrata.writer.tables import TableColumns
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +26,7 @@ class WriterApp(ServiceApp[WriterSettings]):
     def __init__(self, settings: WriterSettings) -> None:
         super().__init__(settings)
         self._redis: aioredis.Redis | None = None
-        self._rest = QuestDBRest(settings.questdb_http_url)
-        self._ilp = IlpWriter(settings.questdb_http_url)
+        self._sink = QuestDBSink(settings.questdb_http_url)
         self._consumer: StreamConsumer | None = None
         self._task: asyncio.Task[Any] | None = None
 
@@ -45,7 +42,7 @@ class WriterApp(ServiceApp[WriterSettings]):
             max_deliveries=self.settings.max_deliveries,
             janitor_interval_secs=self.settings.janitor_interval_secs,
         )
-        self._consumer = StreamConsumer(self._redis, self._write_tables, config)
+        self._consumer = StreamConsumer(self._redis, self._sink.write, config, tracer=context.telemetry.tracer)
         self._task = context.spawn(self._run(self._consumer), name="writer-consumer")
 
     async def _run(self, consumer: StreamConsumer) -> None:
@@ -53,7 +50,7 @@ class WriterApp(ServiceApp[WriterSettings]):
         # the stop request, which `run` then honours at once).
         while not consumer.stop_requested:
             try:
-                await self._rest.create_tables()
+                await self._sink.rest.create_tables()
             except (TimeoutError, OSError, QuestDBError) as error:
                 logger.warning("cannot create tables yet", extra={"error": f"{type(error).__name__}: {error}"})
                 await consumer.sleep(CREATE_TABLES_RETRY_SECS)
@@ -61,16 +58,8 @@ class WriterApp(ServiceApp[WriterSettings]):
                 await consumer.run()
                 return
 
-    async def _write_tables(self, batches: Sequence[TableColumns]) -> None:
-        await asyncio.to_thread(self._ilp.write, batches)
-        suspended = await self._rest.suspended_tables([batch.table for batch in batches])
-        if suspended:
-            # The rows are in the WAL but will not become visible: do not acknowledge; an operator resumes it.
-            logger.error("QuestDB tables are WAL-suspended", extra={"tables": suspended})
-            raise QuestDBError(f"WAL-suspended tables: {', '.join(suspended)} (ALTER TABLE ... RESUME WAL)")
-
     async def _questdb_ready(self) -> CheckResult:
-        ok = await self._rest.ping()
+        ok = await self._sink.rest.ping()
         return CheckResult(ok, "ping 204" if ok else "ping failed")
 
     async def stop_intake(self) -> None:
@@ -83,7 +72,6 @@ class WriterApp(ServiceApp[WriterSettings]):
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._ilp.close)
-        await self._rest.close()
+        await self._sink.close()
         if self._redis is not None:
             await self._redis.aclose()

@@ -1,12 +1,16 @@
 """The writer's loop: market-data streams → QuestDB, acknowledged only once QuestDB has the rows.
 
     discover md:* streams, ensure the group → re-read own pending entries (id 0) → read new (>) → decode →
-    write one transaction per table → check no table is WAL-suspended → XACK
+    one DataFrame per table → write one transaction per table → check no table is WAL-suspended → XACK
 
 A crash anywhere before the XACK re-delivers the entries, and the tables' DEDUP keys absorb the replay. While
 QuestDB is down the loop retries the batch it holds (with capped backoff) and reads nothing new: the stream is
 the buffer and the writer's memory stays one batch. Every `janitor_interval_secs` it discovers new streams,
 claims entries idle in dead consumers (XAUTOCLAIM), and trims each stream below what every group has consumed.
+
+Poison entries (undecodable, holding events the canonical decoder refuses or QuestDB cannot store, or delivered
+more than `max_deliveries` times) go to `dlq:writer` with their reason, each alone: the rest of the batch is
+stored. Each traced entry continues its collector's trace (`tickstrata.writer.tracing`).
 """
 
 from __future__ import annotations
@@ -20,32 +24,35 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import redis.asyncio as aioredis
+from opentelemetry import trace
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import KeyT, StreamIdT
 
-from tickstrata.common.events import Candle, Funding, MarketDataEvent, Quote, Trade
 from tickstrata.common.streams import (
     MARKET_DATA_STREAM_PATTERN,
     WRITER_GROUP,
     EntryDecodeError,
     UnsupportedSchemaError,
     dead_letter_stream,
-    decode_entry,
     encode_dead_letter,
     parse_market_data_stream,
 )
-from tickstrata.writer.tables import STORED_DATA_TYPES, TableColumns, to_table_columns
+from tickstrata.writer.frames import TableFrame, build_batch
+from tickstrata.writer.questdb_sink import TableWrite
+from tickstrata.writer.tables import STORED_DATA_TYPES
+from tickstrata.writer.tracing import BatchSpans
+from tickstrata.writer.wire import WireEvent, decode_wire_entry
 
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_STREAM: Final = dead_letter_stream(WRITER_GROUP)
 RETRY_BACKOFF_MIN_SECS: Final = 0.1
 RETRY_BACKOFF_MAX_SECS: Final = 5.0
-_STORED_EVENT_TYPES: Final = (Trade, Candle, Quote, Funding)
 
-WriteTables = Callable[[Sequence[TableColumns]], Awaitable[None]]
+# Writes each frame as one transaction and says when; raises on any failure (nothing is acknowledged then).
+WriteTables = Callable[[Sequence[TableFrame]], Awaitable[Sequence[TableWrite]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +91,18 @@ def _text(value: bytes | str) -> str:
 class StreamConsumer:
     """One writer consumer. `run()` until `request_stop()`; the batch in hand is finished (written and acked)."""
 
-    def __init__(self, redis: aioredis.Redis, write_tables: WriteTables, config: ConsumerConfig) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        write_tables: WriteTables,
+        config: ConsumerConfig,
+        *,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self._redis = redis
         self._write_tables = write_tables
         self._config = config
+        self._tracer = tracer or trace.get_tracer(__name__)
         self._streams: set[str] = set()
         # Streams whose own pending history (XREADGROUP ... <id>) is still being re-read, with the cursor.
         self._history: dict[KeyT, StreamIdT] = {}
@@ -173,55 +188,83 @@ class StreamConsumer:
     # ---- processing ---------------------------------------------------------------------------------------
 
     async def _process(self, delivered: Sequence[Delivered]) -> None:
+        spans = BatchSpans(self._tracer)
+        try:
+            await self._process_traced(delivered, spans)
+        except BaseException as error:
+            spans.finish(error)
+            raise
+        spans.finish()
+
+    async def _process_traced(self, delivered: Sequence[Delivered], spans: BatchSpans) -> None:
         to_ack: dict[str, list[bytes]] = {}
         dead: list[tuple[Delivered, str]] = []
-        events: list[MarketDataEvent] = []
+        decoded = self._decode(delivered, spans, to_ack, dead)
+        if decoded:
+            # Off the event loop: a large batch takes tens of milliseconds of CPU, and health checks must answer.
+            batch = await asyncio.to_thread(build_batch, [(item.fields or {}, events) for item, events in decoded])
+            for index, (item, _) in enumerate(decoded):
+                if index in batch.rejected:
+                    dead.append((item, batch.rejected[index]))
+                else:
+                    to_ack.setdefault(item.stream, []).append(item.entry_id)
+            if batch.frames:
+                writes = await self._write_until_done(batch.frames, spans)
+                spans.record_writes(writes)
+                self.written_events += sum(len(frame) for frame in batch.frames)
+        if dead:
+            await self._dead_letter(dead, spans)
+        for stream, ids in to_ack.items():
+            await self._redis.xack(stream, WRITER_GROUP, *ids)
+
+    def _decode(
+        self,
+        delivered: Sequence[Delivered],
+        spans: BatchSpans,
+        to_ack: dict[str, list[bytes]],
+        dead: list[tuple[Delivered, str]],
+    ) -> list[tuple[Delivered, tuple[WireEvent, ...]]]:
+        """The entries to store; deleted ones go to `to_ack`, poison ones to `dead`, newer schemas stay pending."""
+        decoded: list[tuple[Delivered, tuple[WireEvent, ...]]] = []
         for item in delivered:
             if item.fields is None:
                 to_ack.setdefault(item.stream, []).append(item.entry_id)
                 continue
             try:
-                entry = decode_entry(item.fields)
+                events = decode_wire_entry(item.fields)
             except UnsupportedSchemaError as error:
                 # A newer producer: a newer writer will read it. Dead-lettering would hide it; alert instead.
                 logger.error(
                     "entry left pending", extra={"stream": item.stream, "id": item.entry_id, "error": str(error)}
                 )
+                spans.start(item.stream, item.entry_id, item.fields, ())
+                spans.fail(item.stream, item.entry_id, f"left pending: {error}")
                 continue
             except EntryDecodeError as error:
+                spans.start(item.stream, item.entry_id, item.fields, ())
                 dead.append((item, str(error)))
                 continue
+            spans.start(item.stream, item.entry_id, item.fields, events)
             if item.deliveries > self._config.max_deliveries:
                 dead.append((item, f"max_deliveries: delivered {item.deliveries} times"))
                 continue
-            stored = [event for event in entry.events if isinstance(event, _STORED_EVENT_TYPES)]
-            if len(stored) != len(entry.events):
-                dead.append((item, "unexpected_event_type: gap or quarantine events on a market-data stream"))
-                continue
-            events.extend(stored)
-            to_ack.setdefault(item.stream, []).append(item.entry_id)
-        if events:
-            await self._write_until_done(to_table_columns(events))
-            self.written_events += len(events)
-        if dead:
-            await self._dead_letter(dead)
-        for stream, ids in to_ack.items():
-            await self._redis.xack(stream, WRITER_GROUP, *ids)
+            decoded.append((item, events))
+        return decoded
 
-    async def _write_until_done(self, batches: list[TableColumns]) -> None:
+    async def _write_until_done(self, frames: Sequence[TableFrame], spans: BatchSpans) -> Sequence[TableWrite]:
         backoff_secs = RETRY_BACKOFF_MIN_SECS
         while True:
             try:
-                await self._write_tables(batches)
-                return
+                return await self._write_tables(frames)
             except Exception as error:  # any QuestDB failure: keep the entries pending, retry, never ack
                 logger.warning("QuestDB write failed; retrying", extra={"error": f"{type(error).__name__}: {error}"})
+                spans.record_retry(error)
             if self._stopping.is_set():
                 raise _AbandonedError
             await self.sleep(backoff_secs)
             backoff_secs = min(backoff_secs * 2, RETRY_BACKOFF_MAX_SECS)
 
-    async def _dead_letter(self, dead: Sequence[tuple[Delivered, str]]) -> None:
+    async def _dead_letter(self, dead: Sequence[tuple[Delivered, str]], spans: BatchSpans) -> None:
         # XADD and XACK in one MULTI: a crash between them would otherwise dead-letter the entry twice.
         async with self._redis.pipeline(transaction=True) as pipe:
             for item, reason in dead:
@@ -238,6 +281,8 @@ class StreamConsumer:
                     "entry dead-lettered", extra={"stream": item.stream, "id": item.entry_id, "reason": reason}
                 )
             await pipe.execute()
+        for item, reason in dead:
+            spans.fail(item.stream, item.entry_id, f"dead-lettered: {reason}")
         self.dead_lettered += len(dead)
 
     async def sleep(self, secs: float) -> None:
