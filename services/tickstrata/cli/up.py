@@ -24,7 +24,8 @@ from typing import Final
 
 import redis
 
-from tickstrata.common.streams import GAP_STREAM, LATEST_PRICE_KEY_PATTERN, QUARANTINE_STREAM
+from tickstrata.cli.up_demo import run_demo_queries
+from tickstrata.cli.up_view import LiveView, Sampler
 from tickstrata.localstack.paths import cache_dir
 from tickstrata.localstack.process import ManagedServer, ServerStartError, free_port
 from tickstrata.localstack.questdb import QuestDBServer
@@ -54,7 +55,7 @@ class RoleSpec:
 ROLE_SPECS: Final = (
     RoleSpec("writer", "WRITER_", needs_redis=True, needs_questdb=True),
     RoleSpec("validator", "VALIDATOR_", grpc=True, needs_redis=True),
-    RoleSpec("query", "QUERY_", grpc=True, needs_redis=True),
+    RoleSpec("query", "QUERY_", grpc=True, needs_redis=True, needs_questdb=True),
     RoleSpec("tierer", "TIERER_"),
     RoleSpec("simulate", "SIMULATOR_"),
     RoleSpec("collector", "COLLECTOR_", grpc=True, needs_redis=True),
@@ -115,9 +116,18 @@ def _readyz(port: int) -> bool:
         return False
 
 
-def service_env(
-    spec: RoleSpec, *, health_port: int, grpc_port: int | None, redis_url: str, questdb_http_url: str
-) -> dict[str, str]:
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the local servers and tiers are, as every service process is told."""
+
+    redis_url: str
+    questdb_http_url: str
+    questdb_pg_dsn: str
+    clickhouse_dsn: str
+    cold_store_url: str
+
+
+def service_env(spec: RoleSpec, *, health_port: int, grpc_port: int | None, endpoints: Endpoints) -> dict[str, str]:
     """The environment one service process gets: the same variables the chart sets in its pod."""
     env = dict(os.environ)
     env[f"{spec.env_prefix}HEALTH_HOST"] = "127.0.0.1"
@@ -127,23 +137,21 @@ def service_env(
         env[f"{spec.env_prefix}GRPC_HOST"] = "127.0.0.1"
         env[f"{spec.env_prefix}GRPC_PORT"] = str(grpc_port)
     if spec.needs_redis:
-        env[f"{spec.env_prefix}REDIS_URL"] = redis_url
+        env[f"{spec.env_prefix}REDIS_URL"] = endpoints.redis_url
     if spec.needs_questdb:
-        env[f"{spec.env_prefix}QUESTDB_HTTP_URL"] = questdb_http_url
+        env[f"{spec.env_prefix}QUESTDB_HTTP_URL"] = endpoints.questdb_http_url
+        env[f"{spec.env_prefix}QUESTDB_PG_DSN"] = endpoints.questdb_pg_dsn
+    if spec.role == "tierer":
+        env["TIERER_CLICKHOUSE_DSN"] = endpoints.clickhouse_dsn
+        env["TIERER_COLD_STORE_URL"] = endpoints.cold_store_url
     env.update(spec.env)
     return env
 
 
-def start_service(spec: RoleSpec, *, logs_dir: Path, redis_url: str, questdb_http_url: str) -> RunningService:
+def start_service(spec: RoleSpec, *, logs_dir: Path, endpoints: Endpoints) -> RunningService:
     health_port = free_port()
     grpc_port = free_port() if spec.grpc else None
-    env = service_env(
-        spec,
-        health_port=health_port,
-        grpc_port=grpc_port,
-        redis_url=redis_url,
-        questdb_http_url=questdb_http_url,
-    )
+    env = service_env(spec, health_port=health_port, grpc_port=grpc_port, endpoints=endpoints)
     process = ManagedServer(
         name=spec.name,
         argv=[sys.executable, "-m", "tickstrata", spec.role],
@@ -174,26 +182,24 @@ def _server(name: str, server: RedisServer | QuestDBServer) -> Iterator[None]:
         _say(f"{name} stopped")
 
 
-STATUS_INTERVAL_SECS: Final = 5.0
+STATUS_INTERVAL_TTY_SECS: Final = 2.0
+STATUS_INTERVAL_LOG_SECS: Final = 5.0
+REDIS_PERSISTENCE_ARGS: Final = ("--appendonly", "yes", "--appendfsync", "everysec")
+"""A second `up` on the same data dir resumes: the streams, consumer groups and cache survive a stop."""
 
-
-def stream_status(client: redis.Redis) -> str:
-    """One line of what has reached Redis so far: entries per stream, and how many symbols have a latest price."""
-    parts = []
-    for name in sorted(client.scan_iter(match="md:*", _type="stream")):
-        parts.append(f"{name.decode()}={client.xlen(name)}")
-    for name in (GAP_STREAM, QUARANTINE_STREAM):
-        parts.append(f"{name}={client.xlen(name)}")
-    prices = sum(1 for _ in client.scan_iter(match=LATEST_PRICE_KEY_PATTERN))
-    return f"stream entries: {' '.join(parts)}; latest prices cached: {prices}"
+DEMO_CANDLE_FEED: Final = ("binance", "BTC-USDT")
 
 
 def wait_for_stop(
-    duration_secs: float | None, services: Sequence[RunningService], status: Callable[[], str] | None = None
+    duration_secs: float | None,
+    services: Sequence[RunningService],
+    tick: Callable[[], None] | None = None,
+    *,
+    tick_interval_secs: float = STATUS_INTERVAL_LOG_SECS,
 ) -> str:
     """Block until SIGINT/SIGTERM, the duration ends, or a service exits on its own; say which.
 
-    Every few seconds `status` (if given) prints what is flowing, so a newcomer sees the pipeline work.
+    Every `tick_interval_secs` `tick` (if given) refreshes the live view, so a newcomer sees the pipeline work.
     """
     stop = threading.Event()
     reason: list[str] = []
@@ -204,13 +210,13 @@ def wait_for_stop(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     deadline = None if duration_secs is None else time.monotonic() + duration_secs
-    next_status = time.monotonic() + STATUS_INTERVAL_SECS
+    next_tick = time.monotonic() + tick_interval_secs
     try:
-        while not stop.wait(1.0):
-            if status is not None and time.monotonic() >= next_status:
-                next_status += STATUS_INTERVAL_SECS
+        while not stop.wait(min(1.0, tick_interval_secs)):
+            if tick is not None and time.monotonic() >= next_tick:
+                next_tick += tick_interval_secs
                 try:
-                    _say(status())
+                    tick()
                 except (redis.RedisError, OSError) as error:
                     _say(f"status unavailable: {error}")
             for service in services:
@@ -224,37 +230,69 @@ def wait_for_stop(
             signal.signal(signum, handler)
 
 
-def run(*, data_dir: Path, duration_secs: float | None, roles: Sequence[str], simulate: bool) -> int:
+def _stored_summary(rows: dict[str, int | None]) -> str:
+    return ", ".join(f"{table} {'?' if count is None else f'{count:,}'}" for table, count in rows.items())
+
+
+def run(
+    *, data_dir: Path, duration_secs: float | None, roles: Sequence[str], simulate: bool, demo_queries: bool
+) -> int:
     specs = concrete_specs(roles, simulate=simulate)
     logs_dir = data_dir / "logs"
-    _say(f"data and logs under {data_dir}")
+    resuming = (data_dir / "questdb" / "db").exists()
+    _say(("resuming on the data under " if resuming else "data and logs under ") + str(data_dir))
+    warm_dir, cold_dir = data_dir / "clickhouse", data_dir / "cold"
+    warm_dir.mkdir(parents=True, exist_ok=True)
+    cold_dir.mkdir(parents=True, exist_ok=True)
     services: list[RunningService] = []
     failed = False
     with ExitStack() as stack:
-        redis_server = RedisServer(data_dir / "redis")
+        redis_server = RedisServer(data_dir / "redis", extra_args=REDIS_PERSISTENCE_ARGS)
         questdb = QuestDBServer(data_dir / "questdb")
         try:
             stack.enter_context(_server("redis", redis_server))
             stack.enter_context(_server("questdb", questdb))
+            endpoints = Endpoints(
+                redis_url=redis_server.url,
+                questdb_http_url=questdb.http_url,
+                questdb_pg_dsn=questdb.pg_dsn,
+                clickhouse_dsn=f"chdb://{warm_dir}",
+                cold_store_url=cold_dir.as_uri(),
+            )
+            client = stack.enter_context(redis.Redis.from_url(redis_server.url, socket_timeout=2))
+            sampler = Sampler(client, questdb)
+            if resuming:
+                _say(f"already stored: {_stored_summary(sampler.stored_rows())}")
             for spec in specs:
-                services.append(
-                    start_service(
-                        spec, logs_dir=logs_dir, redis_url=redis_server.url, questdb_http_url=questdb.http_url
-                    )
-                )
+                services.append(start_service(spec, logs_dir=logs_dir, endpoints=endpoints))
         except ServerStartError as error:
             _say(f"start-up failed: {error}")
             failed = True
         if not failed:
             _say(
-                "all up: redis "
-                + redis_server.url
-                + f", QuestDB console {questdb.http_url}, PGWire {questdb.pg_dsn}. Ctrl-C to stop."
+                f"all up: redis {endpoints.redis_url}, QuestDB console {endpoints.questdb_http_url}, "
+                f"PGWire {endpoints.questdb_pg_dsn}"
             )
+            _say(f"warm tier (embedded ClickHouse) {endpoints.clickhouse_dsn}; cold tier {endpoints.cold_store_url}")
             _say(json.dumps({s.spec.name: {"health_port": s.health_port, "grpc_port": s.grpc_port} for s in services}))
-            with redis.Redis.from_url(redis_server.url, socket_timeout=2) as client:
-                why = wait_for_stop(duration_secs, services, status=lambda: stream_status(client))
-                _say(f"final {stream_status(client)}")
+            _say("Ctrl-C to stop." + ("" if duration_secs is None else f" Stopping by itself in {duration_secs:g} s."))
+            tty = sys.stdout.isatty()
+            view = LiveView(sampler, tty=tty)
+            why = wait_for_stop(
+                duration_secs,
+                services,
+                tick=view.refresh,
+                tick_interval_secs=STATUS_INTERVAL_TTY_SECS if tty else STATUS_INTERVAL_LOG_SECS,
+            )
+            view.forget_drawing()
+            view.refresh()
+            query = next((s for s in services if s.spec.role == "query"), None)
+            if demo_queries and query is not None and query.grpc_port is not None and "unexpectedly" not in why:
+                symbols = [symbol for feed in DEMO_FEEDS.values() for symbol in feed.split(",")][:3]
+                run_demo_queries(f"127.0.0.1:{query.grpc_port}", symbols, DEMO_CANDLE_FEED, _say)
+                address = f"--address 127.0.0.1:{query.grpc_port}"
+                _say(f"next, while `tickstrata up` runs: `tickstrata latest BTC-USDT {address}`")
+                _say(f"                              `tickstrata candles binance BTC-USDT 1m --from -1h {address}`")
             _say(f"stopping: {why}")
             failed = "unexpectedly" in why
         for service in reversed(services):
@@ -285,6 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the exchange simulator and point the collectors at it (machines without internet, demos)",
     )
     parser.add_argument(
+        "--no-demo-queries",
+        action="store_true",
+        help="with --duration-secs, skip the queries printed at the end (latest prices, the last hour of candles)",
+    )
+    parser.add_argument(
         "--roles",
         default=",".join(spec.role for spec in ROLE_SPECS),
         help="comma-separated services to run (default: all)",
@@ -296,4 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown roles: {', '.join(unknown)}")
     if "collector" in roles and not args.simulate:
         _say("collectors connect to the real venues; use --simulate on a machine without internet")
-    return run(data_dir=args.data_dir.resolve(), duration_secs=args.duration_secs, roles=roles, simulate=args.simulate)
+    return run(
+        data_dir=args.data_dir.resolve(),
+        duration_secs=args.duration_secs,
+        roles=roles,
+        simulate=args.simulate,
+        demo_queries=args.duration_secs is not None and not args.no_demo_queries,
+    )
