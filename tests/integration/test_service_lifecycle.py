@@ -200,10 +200,7 @@ def call_unimplemented(role: str, channel: grpc.Channel) -> list[grpc.RpcError]:
     calls: list[object] = []
     if role == "query":
         market = market_data_service_pb2_grpc.MarketDataServiceStub(channel)
-        calls = [
-            lambda: list(market.GetCandles(market_data_service_pb2.GetCandlesRequest(), timeout=5)),
-            lambda: list(market.GetTrades(market_data_service_pb2.GetTradesRequest(), timeout=5)),
-        ]
+        calls = [lambda: list(market.Replay(market_data_service_pb2.ReplayRequest(), timeout=5))]
     elif role == "validator":
         quality = quality_service_pb2_grpc.QualityServiceStub(channel)
         calls = [lambda: quality.ListGaps(quality_service_pb2.ListGapsRequest(), timeout=5)]
@@ -214,7 +211,7 @@ def call_unimplemented(role: str, channel: grpc.Channel) -> list[grpc.RpcError]:
     return errors
 
 
-@pytest.mark.parametrize(("role", "rpcs"), [("query", 2), ("validator", 1)])
+@pytest.mark.parametrize(("role", "rpcs"), [("query", 1), ("validator", 1)])
 def test_skeleton_rpcs_answer_unimplemented_naming_the_rpc(
     role: str, rpcs: int, role_env: Callable[[RoleSpec], dict[str, str]], started: list[ServiceProcess]
 ) -> None:

@@ -47,6 +47,10 @@ class GrpcRedisApp(ServiceApp[GrpcRedisSettingsT], abc.ABC):
             raise RuntimeError(f"{self.name} has not started")
         return self._grpc.port
 
+    def max_message_bytes(self) -> int | None:
+        """The largest gRPC message sent or received; None keeps gRPC's defaults (4 MiB received)."""
+        return None
+
     @abc.abstractmethod
     def registrars(self) -> Sequence[Registrar]:
         """Return the functions that add this service's servicers to the gRPC server."""
@@ -65,6 +69,7 @@ class GrpcRedisApp(ServiceApp[GrpcRedisSettingsT], abc.ABC):
             port=self.settings.grpc_port,
             registrars=self.registrars(),
             service_names=self.grpc_service_names,
+            max_message_bytes=self.max_message_bytes(),
         )
         await self._grpc.start()
         grpc_server = self._grpc

@@ -1,5 +1,6 @@
 """An asyncio gRPC server with the standard health service, shaped for the service lifecycle.
 
+Every server also answers gRPC server reflection, so `grpcurl -plaintext host:port list` works without .proto files.
 Health is the protocol (`grpc.health.v1.Health`), not a method on our business servicers: kubelet's native `grpc:`
 probes and `grpc_health_probe` speak it. Every registered service name reports SERVING once the server is
 listening and NOT_SERVING from the moment shutdown begins, so load balancers drain before the socket closes.
@@ -14,6 +15,7 @@ from typing import Any, NoReturn
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class GrpcServer:
         port: int,
         registrars: Sequence[Registrar],
         service_names: Sequence[str],
+        max_message_bytes: int | None = None,
     ) -> None:
         self._address = f"{host}:{port}"
         self._registrars = list(registrars)
@@ -39,6 +42,14 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self._bound_port = 0
+        self._options: list[tuple[str, int]] = (
+            []
+            if max_message_bytes is None
+            else [
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+            ]
+        )
 
     @property
     def port(self) -> int:
@@ -51,10 +62,14 @@ class GrpcServer:
         return self._server is not None
 
     async def start(self) -> None:
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=self._options)
         for register in self._registrars:
             register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        # Reflection: grpcurl, Postman and IDEs discover the services and messages without our .proto files.
+        health_service = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        served = [name for name in self._service_names if name]
+        reflection.enable_server_reflection([*served, health_service, reflection.SERVICE_NAME], server)
         self._bound_port = server.add_insecure_port(self._address)
         if not self._bound_port:
             raise OSError(f"could not bind gRPC server to {self._address}")

@@ -33,6 +33,9 @@ class QueryApp(GrpcRedisApp[QuerySettings]):
         await self._history.start()
         await super().start(context)
 
+    def max_message_bytes(self) -> int | None:
+        return self.settings.grpc_max_message_bytes
+
     def registrars(self) -> Sequence[Registrar]:
         if self._latest is None or self._history is None:
             raise RuntimeError("query has not started")

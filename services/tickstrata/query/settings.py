@@ -16,3 +16,26 @@ class QuerySettings(GrpcRedisSettings):
 
     grpc_port: int = Field(default=50055, ge=0, le=65535)
     """Port of the MarketDataService gRPC server."""
+
+    # ---- history (candles, trades) -----------------------------------------------------------------------
+
+    questdb_pg_dsn: str = Field(default="postgresql://admin:quest@127.0.0.1:8812/qdb", pattern=r"^postgres(ql)?://")
+    """The hot tier's PGWire endpoint (candles and trades are read here)."""
+
+    questdb_http_url: str = Field(default="http://127.0.0.1:9000", pattern=r"^https?://")
+    """QuestDB's HTTP endpoint (console and `/exec`; given by `tickstrata up` for operators' convenience)."""
+
+    max_rows_per_call: int = Field(default=2_000_000, ge=1)
+    """Rows one GetCandles/GetTrades call may read; a larger range is refused with a message to split it."""
+
+    max_candle_buckets: int = Field(default=1_100_000, ge=1)
+    """Buckets one GetCandles call may span (two years of 1-minute candles)."""
+
+    call_timeout_secs: float = Field(default=60.0, gt=0)
+    """Server-side bound on one bulk call; the client's own deadline applies too, whichever is sooner."""
+
+    max_rows_per_batch: int = Field(default=65_536, ge=1)
+    """Rows per streamed response when the request does not ask for fewer."""
+
+    grpc_max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=4 * 1024 * 1024)
+    """Largest gRPC message sent or received; responses are cut into batches well below it."""

@@ -1,0 +1,317 @@
+"""GetCandles and GetTrades end to end: rows in a real QuestDB, `tickstrata query` as a process, Arrow back.
+
+Candles at 1m/5m/1h/1d are checked against an independent computation from the inserted minutes (with missing
+minutes and minutes without a quote volume), trades against what was inserted, decimals for exactness, and each
+error code the contract names. Reflection must list the service.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import pyarrow as pa
+import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from questdb import Sender, TimestampNanos
+
+from tickstrata.localstack.process import free_port
+from tickstrata.localstack.questdb import QuestDBServer
+from tickstrata.localstack.redis import RedisServer
+from tickstrata.marketdata.v1 import market_data_pb2 as md
+from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
+from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
+from tickstrata.writer.tables import create_table_statements
+
+pytestmark = pytest.mark.integration
+
+MINUTE_NS = 60_000_000_000
+DAY_NS = 1440 * MINUTE_NS
+T0_NS = 1_767_225_600_000_000_000 - DAY_NS  # 2025-12-31T00:00Z: whole past days
+MINUTES = 2 * 1440 + 125
+READY_TIMEOUT_SECS = 60.0
+
+
+@dataclass(frozen=True)
+class Minute:
+    open_ns: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal | None
+    trade_count: int
+
+
+def _minutes() -> list[Minute]:
+    out = []
+    for i in range(MINUTES):
+        if i % 97 == 13:
+            continue  # a missing minute: buckets aggregate what exists
+        base = Decimal(64000) + Decimal(i % 311) / 4
+        out.append(
+            Minute(
+                open_ns=T0_NS + i * MINUTE_NS,
+                open=base,
+                high=base + Decimal("12.5"),
+                low=base - Decimal("7.25"),
+                close=base + Decimal(i % 7) / 100,
+                volume=Decimal(i % 13 + 1) / 1000,
+                quote_volume=None if i % 50 == 0 else Decimal(i % 13 + 1) * 64,
+                trade_count=i % 17 + 1,
+            )
+        )
+    return out
+
+
+def _expected(minutes: list[Minute], interval_secs: int) -> list[tuple[Any, ...]]:
+    interval_ns = interval_secs * 1_000_000_000
+    buckets: dict[int, list[Minute]] = defaultdict(list)
+    for minute in minutes:
+        buckets[minute.open_ns // interval_ns * interval_ns].append(minute)
+    rows: list[tuple[Any, ...]] = []
+    for start in sorted(buckets):
+        group = buckets[start]
+        quote = None if any(m.quote_volume is None for m in group) else sum(m.quote_volume or 0 for m in group)
+        rows.append(
+            (
+                start,
+                group[0].open,
+                max(m.high for m in group),
+                min(m.low for m in group),
+                group[-1].close,
+                sum(m.volume for m in group),
+                quote,
+                sum(m.trade_count for m in group),
+            )
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def stored(questdb_server: QuestDBServer) -> tuple[str, list[Minute]]:
+    exchange = "h" + uuid.uuid4().hex[:10]
+    for statement in create_table_statements():
+        questdb_server.exec_sql(statement)
+    minutes = _minutes()
+    with Sender.from_conf(f"{questdb_server.ilp_http_conf}auto_flush=off;") as sender:
+        for m in minutes:
+            columns: dict[str, object] = {
+                "interval_secs": 60, "open": float(m.open), "high": float(m.high), "low": float(m.low),
+                "close": float(m.close), "volume": float(m.volume), "trade_count": m.trade_count, "closed": True,
+                "ts_event_ns": m.open_ns + MINUTE_NS - 1, "ts_recv_ns": m.open_ns + MINUTE_NS,
+            }  # fmt: skip
+            if m.quote_volume is not None:
+                columns["quote_volume"] = float(m.quote_volume)
+            sender.row(
+                "candles",
+                symbols={"exchange": exchange, "symbol": "BTC-USDT", "source": "ws"},
+                columns=columns,  # type: ignore[arg-type]
+                at=TimestampNanos(m.open_ns),
+            )
+        for i in range(600):
+            sender.row(
+                "trades",
+                symbols={"exchange": exchange, "symbol": "BTC-USDT", "side": "buy" if i % 2 else "sell"},
+                columns={
+                    "trade_id": str(1000 + i),
+                    "price": float(Decimal("64123.45") + Decimal(i) / 100),
+                    "size": float(Decimal("0.00012000") * (i % 5 + 1)),
+                    "ts_recv_ns": T0_NS + i * 1_000_000 + 5,
+                    "backfilled": False,
+                },
+                at=TimestampNanos(T0_NS + (i // 3) * 1_000_000 + 7),  # three trades per timestamp: ties
+            )
+        sender.flush()
+    deadline = time.monotonic() + 60
+    while True:
+        [[candles]] = questdb_server.exec_sql(f"SELECT count() FROM candles WHERE exchange = '{exchange}'")["dataset"]
+        [[trades]] = questdb_server.exec_sql(f"SELECT count() FROM trades WHERE exchange = '{exchange}'")["dataset"]
+        if (candles, trades) == (len(minutes), 600):
+            break
+        assert time.monotonic() < deadline, (candles, trades)
+        time.sleep(0.2)
+    return exchange, minutes
+
+
+@pytest.fixture(scope="module")
+def query_address(
+    redis_server: RedisServer, questdb_server: QuestDBServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    health_port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "QUERY_REDIS_URL": redis_server.url,
+        "QUERY_QUESTDB_PG_DSN": questdb_server.pg_dsn,
+        "QUERY_HEALTH_HOST": "127.0.0.1",
+        "QUERY_HEALTH_PORT": str(health_port),
+        "QUERY_GRPC_HOST": "127.0.0.1",
+        "QUERY_GRPC_PORT": str(grpc_port),
+        "QUERY_MAX_CANDLE_BUCKETS": "100000",
+    }
+    log_path = tmp_path_factory.mktemp("query") / "query.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tickstrata", "query"], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECS
+        while True:
+            assert process.poll() is None, f"query exited early with {process.returncode}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, "query never became ready"
+            time.sleep(0.1)
+        yield f"127.0.0.1:{grpc_port}"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0, log_path.read_text()[-3000:]
+
+
+@pytest.fixture
+def stub(query_address: str) -> Iterator[pb_grpc.MarketDataServiceStub]:
+    with grpc.insecure_channel(query_address) as channel:
+        yield pb_grpc.MarketDataServiceStub(channel)
+
+
+def _read(responses: Iterable[pb.GetCandlesResponse | pb.GetTradesResponse]) -> tuple[pa.Table, int]:
+    tables, batches = [], 0
+    for response in responses:
+        table = pa.ipc.open_stream(response.arrow_ipc).read_all()
+        assert table.num_rows == response.row_count
+        tables.append(table)
+        batches += 1
+    return pa.concat_tables(tables), batches
+
+
+@pytest.mark.parametrize("interval_secs", [60, 300, 3600, 86400])
+def test_candles_at_any_interval_equal_an_independent_resampling(
+    stub: pb_grpc.MarketDataServiceStub, stored: tuple[str, list[Minute]], interval_secs: int
+) -> None:
+    exchange, minutes = stored
+    request = pb.GetCandlesRequest(
+        exchange=exchange, symbol="BTC-USDT", interval_secs=interval_secs,
+        start_ns=T0_NS, end_ns=T0_NS + MINUTES * MINUTE_NS, max_rows_per_batch=1000,
+    )  # fmt: skip
+    table, batches = _read(stub.GetCandles(request, timeout=30))
+    expected = _expected(minutes, interval_secs)
+    got = [
+        (
+            row["open_time_ns"].value if hasattr(row["open_time_ns"], "value") else row["open_time_ns"],
+            row["open"],
+            row["high"],
+            row["low"],
+            row["close"],
+            row["volume"],
+            row["quote_volume"],
+            row["trade_count"],
+        )
+        for row in table.to_pylist()
+    ]
+    # The last (partial) bucket of the 1-day and 1-hour cases ended long ago too: everything is closed.
+    assert [row[0] for row in got] == [row[0] for row in expected]
+    assert got == expected
+    assert table.column("closed").to_pylist() == [True] * len(expected)
+    assert set(table.column("source").to_pylist()) == {"ws" if interval_secs == 60 else "resampled"}
+    assert table.schema.field("open").type == pa.decimal128(38, 2)
+    assert table.schema.field("open_time_ns").type == pa.timestamp("ns", tz="UTC")
+    assert pa.types.is_dictionary(table.schema.field("exchange").type)
+    assert batches == -(-len(expected) // 1000)
+
+
+def test_candles_as_float64_and_string_and_rounded_start(
+    stub: pb_grpc.MarketDataServiceStub, stored: tuple[str, list[Minute]]
+) -> None:
+    exchange, minutes = stored
+    base = pb.GetCandlesRequest(
+        exchange=exchange, symbol="BTC-USDT", interval_secs=3600, start_ns=T0_NS + 17 * MINUTE_NS,
+        end_ns=T0_NS + 3 * 3600 * 1_000_000_000,
+    )  # fmt: skip
+    expected = _expected(minutes, 3600)[:3]
+    request = pb.GetCandlesRequest()
+    request.CopyFrom(base)
+    request.numeric_encoding = md.NUMERIC_ENCODING_FLOAT64
+    as_float, _ = _read(stub.GetCandles(request))
+    assert as_float.column("high").to_pylist() == [float(row[2]) for row in expected]  # start rounded down
+    assert as_float.schema.field("high").type == pa.float64()
+    request.numeric_encoding = md.NUMERIC_ENCODING_STRING
+    as_text, _ = _read(stub.GetCandles(request))
+    assert as_text.column("volume").to_pylist() == [str(row[5]) for row in expected]
+
+
+def test_trades_come_back_exact_and_in_venue_order(
+    stub: pb_grpc.MarketDataServiceStub, stored: tuple[str, list[Minute]]
+) -> None:
+    exchange, _ = stored
+    request = pb.GetTradesRequest(exchange=exchange, symbol="BTC-USDT", start_ns=T0_NS, end_ns=T0_NS + DAY_NS)
+    table, _ = _read(stub.GetTrades(request, timeout=30))
+    assert table.column("trade_id").to_pylist() == [str(1000 + i) for i in range(600)]
+    assert table.column("price").to_pylist() == [Decimal("64123.45") + Decimal(i) / 100 for i in range(600)]
+    assert table.column("size").to_pylist() == [Decimal("0.00012") * (i % 5 + 1) for i in range(600)]
+    assert table.schema.field("size").type == pa.decimal128(38, 5)
+    assert table.column("side").to_pylist() == ["buy" if i % 2 else "sell" for i in range(600)]
+    expected_ts = [T0_NS + (i // 3) * 1_000_000 + 7 for i in range(600)]
+    assert [t.value for t in table.column("ts_event_ns").to_pylist()] == expected_ts
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "code", "words"),
+    [
+        ({"symbol": "BTC-USDT"}, grpc.StatusCode.INVALID_ARGUMENT, "exchange is required"),
+        ({"exchange": "binance"}, grpc.StatusCode.INVALID_ARGUMENT, "symbol is required"),
+        ({"start_ns": 2 * T0_NS, "end_ns": T0_NS}, grpc.StatusCode.INVALID_ARGUMENT, "must be before"),
+        ({"interval_secs": 90}, grpc.StatusCode.INVALID_ARGUMENT, "multiple of 60"),
+        ({"start_ns": 1}, grpc.StatusCode.INVALID_ARGUMENT, "split it"),  # 100k-bucket limit in this fixture
+        ({"exchange": "nosuchvenue"}, grpc.StatusCode.NOT_FOUND, "exchange 'nosuchvenue'"),
+        ({"symbol": "DOGE-USDT"}, grpc.StatusCode.NOT_FOUND, "symbol 'DOGE-USDT'"),
+    ],
+)
+def test_bad_requests_get_the_contract_status_codes(
+    stub: pb_grpc.MarketDataServiceStub,
+    stored: tuple[str, list[Minute]],
+    request_fields: dict[str, object],
+    code: grpc.StatusCode,
+    words: str,
+) -> None:
+    exchange, _ = stored
+    fields: dict[str, object] = {
+        "exchange": exchange,
+        "symbol": "BTC-USDT",
+        "start_ns": T0_NS,
+        "end_ns": T0_NS + DAY_NS,
+    }
+    fields.update(request_fields)
+    if "exchange" not in request_fields and "symbol" in request_fields and request_fields["symbol"] == "BTC-USDT":
+        fields.pop("exchange")
+    if request_fields == {"exchange": "binance"}:
+        fields.pop("symbol")
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.GetCandles(pb.GetCandlesRequest(**fields), timeout=30))  # type: ignore[arg-type]
+    error: grpc.Call = caught.value  # type: ignore[assignment]
+    assert error.code() == code, error.details()
+    assert words in (error.details() or "")
+
+
+def test_reflection_lists_the_service(query_address: str) -> None:
+    with grpc.insecure_channel(query_address) as channel:
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        [response] = list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
+    names = {service.name for service in response.list_services_response.service}
+    assert {"tickstrata.marketdata.v1.MarketDataService", "grpc.health.v1.Health"} <= names
