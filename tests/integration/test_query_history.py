@@ -17,15 +17,19 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from questdb import Sender, TimestampNanos
 
+from tickstrata.client import InvalidQueryError, MarketDataClient, NotFoundError
 from tickstrata.localstack.process import free_port
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
@@ -315,3 +319,56 @@ def test_reflection_lists_the_service(query_address: str) -> None:
         [response] = list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
     names = {service.name for service in response.list_services_response.service}
     assert {"tickstrata.marketdata.v1.MarketDataService", "grpc.health.v1.Health"} <= names
+
+
+def test_the_python_client_returns_arrow_and_pandas(query_address: str, stored: tuple[str, list[Minute]]) -> None:
+    exchange, minutes = stored
+    start = datetime.fromtimestamp(T0_NS / 1e9, tz=UTC)
+    with MarketDataClient(query_address) as client:
+        table = client.candles(exchange, "BTC-USDT", "1d", start=start, end=T0_NS + MINUTES * MINUTE_NS)
+        frame = client.trades_df(exchange, "BTC-USDT", start="2025-12-31", end="2026-01-01T00:00Z", numeric="float")
+        with pytest.raises(NotFoundError, match="nosuchvenue"):
+            client.candles("nosuchvenue", "BTC-USDT", start=T0_NS, end=T0_NS + DAY_NS)
+        with pytest.raises(InvalidQueryError, match="before"):
+            client.trades(exchange, "BTC-USDT", start=T0_NS + DAY_NS, end=T0_NS)
+    assert table.column("close").to_pylist() == [row[4] for row in _expected(minutes, 86400)]
+    assert len(frame) == 600
+    assert frame.index.name == "ts_event_ns"
+    assert frame["price"].iloc[0] == 64123.45
+
+
+def test_the_cli_prints_a_table_and_writes_exact_csv_and_parquet(
+    query_address: str, stored: tuple[str, list[Minute]], tmp_path: Path
+) -> None:
+    exchange, minutes = stored
+    common = ["--from", "2025-12-31T00:00Z", "--to", "2026-01-01T00:00Z", "--address", query_address]
+    shown = subprocess.run(
+        [sys.executable, "-m", "tickstrata", "candles", exchange, "BTC-USDT", "4h", *common, "--limit", "2"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "… 4 earlier rows" in shown.stdout
+    assert f"6 candles of {exchange} BTC-USDT 4h, 2025-12-31T00:00:00Z → 2026-01-01T00:00:00Z" in shown.stdout
+    csv = subprocess.run(
+        [sys.executable, "-m", "tickstrata", "candles", exchange, "BTC-USDT", "4h", *common, "--csv", "-"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert csv.returncode == 0, csv.stderr
+    header, *lines = csv.stdout.strip().splitlines()
+    volumes = [line.split(",")[header.split(",").index('"volume"')] for line in lines]
+    assert volumes == [f'"{row[5]}"' for row in _expected(minutes, 4 * 3600)[:6]]
+    target = tmp_path / "trades.parquet"
+    written = subprocess.run(
+        [sys.executable, "-m", "tickstrata", "trades", exchange, "BTC-USDT", *common, "--parquet", str(target)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    table = pq.read_table(target)
+    assert table.num_rows == 600
+    assert table.schema.field("price").type == pa.decimal128(38, 2)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tickstrata", "trades", exchange, "BTC-USDT", "--from", "yesterday-ish"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "cannot read the time 'yesterday-ish'" in bad.stderr

@@ -1,7 +1,7 @@
 """`tickstrata`: one command, a subcommand per role.
 
-Each role's module is imported only when that role runs: `tickstrata writer` never loads pyarrow or kopf, which
-keeps start-up fast and keeps the operator's Kubernetes client out of every other service's process.
+Each role's module is imported only when that role runs: kopf and the Kubernetes client stay out of every process
+but the operator's, and a command loads only what it uses, which keeps start-up fast.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ ROLES: Final[dict[str, Role]] = {
     "simulate": Role("tickstrata.simulator.main", "exchange simulator speaking the venues' protocols"),
     "operator": Role("tickstrata_operator.main", "Kubernetes operator for ExchangeFeed resources"),
     "latest": Role("tickstrata.client.latest_cli", "latest price of a symbol per exchange, from the query service"),
+    "candles": Role("tickstrata.client.candles_cli", "candles at any interval, as a table, CSV or Parquet"),
+    "trades": Role("tickstrata.client.trades_cli", "trades over a time range, as a table, CSV or Parquet"),
     "up": Role("tickstrata.cli.up", "run the whole pipeline on this machine with local servers"),
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 from tickstrata.client import MarketDataClient, QueryError
@@ -18,8 +19,8 @@ CANDLE_COLUMNS: Final = ("open_time_ns", "open", "high", "low", "close", "volume
 
 
 def _format_cell(value: Any) -> str:
-    if hasattr(value, "strftime"):
-        return str(value.strftime("%H:%M"))
+    if isinstance(value, datetime):
+        return value.strftime("%H:%M")
     return str(value)
 
 
@@ -63,7 +64,7 @@ def run_demo_queries(
             started = time.perf_counter()
             table = client.candles(exchange, symbol, "1m", start="-1h")
             elapsed_ms = (time.perf_counter() - started) * 1000
-        except (QueryError, AttributeError, TypeError, ValueError) as error:
+        except (QueryError, ValueError) as error:
             say(f"  candles unavailable: {error}")
             return False
         for text in candle_lines(table):

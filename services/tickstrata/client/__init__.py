@@ -6,6 +6,7 @@ from tickstrata.client.market_data import (
     LatestPriceRow,
     LatestPrices,
     MarketDataClient,
+    NotFoundError,
     QueryError,
     QueryServiceUnavailableError,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "LatestPriceRow",
     "LatestPrices",
     "MarketDataClient",
+    "NotFoundError",
     "QueryError",
     "QueryServiceUnavailableError",
 ]

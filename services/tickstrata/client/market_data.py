@@ -11,14 +11,18 @@ Staleness is judged here, against this machine's clock: a price is stale when ti
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import grpc
+import pandas as pd
+import pyarrow as pa
+from opentelemetry import propagate
 
+from tickstrata.client.timeargs import TimeArg, interval_secs, to_ns
 from tickstrata.marketdata.v1 import market_data_pb2
 from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
 from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
@@ -26,6 +30,7 @@ from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
 DEFAULT_ADDRESS: Final = "127.0.0.1:50055"
 DEFAULT_TIMEOUT_SECS: Final = 5.0
 DEFAULT_STALE_AFTER_MS: Final = 5000
+MAX_RECEIVE_MESSAGE_BYTES: Final = 256 * 1024 * 1024
 _NS_PER_MS: Final = 1_000_000
 
 
@@ -43,6 +48,42 @@ class QueryServiceUnavailableError(QueryError, ConnectionError):
 
 class InvalidQueryError(QueryError, ValueError):
     """The service refused the request as malformed (INVALID_ARGUMENT); the message names the field."""
+
+
+class NotFoundError(QueryError, LookupError):
+    """tickstrata holds no data for the exchange or symbol asked for (NOT_FOUND)."""
+
+
+NUMERIC_ENCODINGS: Final[dict[str, market_data_pb2.NumericEncoding.ValueType]] = {
+    "decimal": market_data_pb2.NUMERIC_ENCODING_DECIMAL,
+    "float": market_data_pb2.NUMERIC_ENCODING_FLOAT64,
+    "string": market_data_pb2.NUMERIC_ENCODING_STRING,
+}
+DEFAULT_BULK_TIMEOUT_SECS: Final = 300.0
+Progress = Callable[[int], None]
+"""Called with the rows received so far after each streamed batch."""
+
+
+def read_batches(responses: Iterable[Any], progress: Progress | None = None) -> pa.Table:
+    """Concatenate the streamed Arrow IPC slices into one table (dictionaries unified across slices)."""
+    tables: list[pa.Table] = []
+    rows = 0
+    for response in responses:
+        table = pa.ipc.open_stream(response.arrow_ipc).read_all()
+        tables.append(table)
+        rows += table.num_rows
+        if progress is not None:
+            progress(rows)
+    if not tables:
+        raise QueryError("the query service answered with no Arrow data", grpc.StatusCode.INTERNAL)
+    return pa.concat_tables(tables).unify_dictionaries().combine_chunks()
+
+
+def trace_metadata() -> tuple[tuple[str, str | bytes], ...]:
+    """The caller's OpenTelemetry context as gRPC metadata, so the query service continues the same trace."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return tuple(carrier.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +140,19 @@ class MarketDataClient:
         address: str = DEFAULT_ADDRESS,
         *,
         timeout_secs: float = DEFAULT_TIMEOUT_SECS,
+        bulk_timeout_secs: float = DEFAULT_BULK_TIMEOUT_SECS,
         stale_after_ms: float = DEFAULT_STALE_AFTER_MS,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.address = address
         self.timeout_secs = timeout_secs
+        self.bulk_timeout_secs = bulk_timeout_secs
         self.stale_after_ms = stale_after_ms
         self._clock_ns = clock_ns
-        self._channel = grpc.insecure_channel(address)
+        # Bulk answers arrive in slices well below this; the default 4 MiB would refuse a wide slice.
+        self._channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES)]
+        )
         self._stub = pb_grpc.MarketDataServiceStub(self._channel)
 
     def __enter__(self) -> MarketDataClient:
@@ -137,6 +183,79 @@ class MarketDataClient:
         """The latest price of `symbol` per exchange: on `exchanges`, or on every venue holding it if none."""
         return list(self.latest_prices(symbol, exchanges).rows)
 
+    def _numeric(self, numeric: str) -> market_data_pb2.NumericEncoding.ValueType:
+        try:
+            return NUMERIC_ENCODINGS[numeric]
+        except KeyError:
+            raise ValueError(f"numeric must be one of {', '.join(NUMERIC_ENCODINGS)} (got {numeric!r})") from None
+
+    def candles(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str | int = "1m",
+        *,
+        start: TimeArg,
+        end: TimeArg | None = None,
+        include_forming: bool = False,
+        numeric: str = "decimal",
+        progress: Progress | None = None,
+    ) -> pa.Table:
+        """Candles of one instrument over [start, end) at `interval` ("1m" "5m" "1h" "1d", or seconds), as Arrow.
+
+        Prices and volumes are exact decimal128 by default (`numeric="float"` for float64, `"string"` for text).
+        """
+        now_ns = self._clock_ns()
+        request = pb.GetCandlesRequest(
+            exchange=exchange,
+            symbol=symbol,
+            interval_secs=interval_secs(interval),
+            start_ns=to_ns(start, now_ns=now_ns),
+            end_ns=0 if end is None else to_ns(end, now_ns=now_ns),
+            include_forming=include_forming,
+            numeric_encoding=self._numeric(numeric),
+        )
+        try:
+            call = self._stub.GetCandles(request, timeout=self.bulk_timeout_secs, metadata=trace_metadata())
+            return read_batches(call, progress)
+        except grpc.RpcError as error:
+            raise self._error(error, "GetCandles") from None
+
+    def trades(
+        self,
+        exchange: str,
+        symbol: str,
+        *,
+        start: TimeArg,
+        end: TimeArg | None = None,
+        numeric: str = "decimal",
+        progress: Progress | None = None,
+    ) -> pa.Table:
+        """Trades of one instrument over [start, end), in time order, as Arrow."""
+        now_ns = self._clock_ns()
+        request = pb.GetTradesRequest(
+            exchange=exchange,
+            symbol=symbol,
+            start_ns=to_ns(start, now_ns=now_ns),
+            end_ns=0 if end is None else to_ns(end, now_ns=now_ns),
+            numeric_encoding=self._numeric(numeric),
+        )
+        try:
+            call = self._stub.GetTrades(request, timeout=self.bulk_timeout_secs, metadata=trace_metadata())
+            return read_batches(call, progress)
+        except grpc.RpcError as error:
+            raise self._error(error, "GetTrades") from None
+
+    def candles_df(self, exchange: str, symbol: str, interval: str | int = "1m", **kwargs: Any) -> pd.DataFrame:
+        """`candles` as a pandas DataFrame indexed by open time (UTC); decimal columns hold exact `Decimal`s."""
+        frame: pd.DataFrame = self.candles(exchange, symbol, interval, **kwargs).to_pandas()
+        return frame.set_index("open_time_ns")
+
+    def trades_df(self, exchange: str, symbol: str, **kwargs: Any) -> pd.DataFrame:
+        """`trades` as a pandas DataFrame indexed by event time (UTC); decimal columns hold exact `Decimal`s."""
+        frame: pd.DataFrame = self.trades(exchange, symbol, **kwargs).to_pandas()
+        return frame.set_index("ts_event_ns")
+
     def _error(self, error: grpc.RpcError, rpc: str) -> QueryError:
         # Errors raised by a call are also grpc.Call (code, details); the stubs type them as plain RpcError.
         code_of = getattr(error, "code", None)
@@ -147,6 +266,8 @@ class MarketDataClient:
             return QueryServiceUnavailableError(
                 f"query service at {self.address} unavailable ({code.name}): {details}", code
             )
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
             return InvalidQueryError(f"invalid request: {details}", code)
+        if code == grpc.StatusCode.NOT_FOUND:
+            return NotFoundError(details, code)
         return QueryError(f"{rpc} failed at {self.address} ({code.name}): {details}", code)
