@@ -6,18 +6,27 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import grpc
 import pytest
 import redis
 
-from tickstrata.client import InvalidQueryError, MarketDataClient, QueryServiceUnavailableError
-from tickstrata.common.streams import LatestPrice, encode_latest_price, latest_price_key
+from tickstrata.client import (
+    InvalidQueryError,
+    LatestPriceRow,
+    LatestSubscription,
+    MarketDataClient,
+    QueryServiceUnavailableError,
+)
+from tickstrata.common.events import Side, Trade
+from tickstrata.common.streams import LatestPrice, encode_latest_price, latest_price_key, xadd_args
 from tickstrata.localstack.process import free_port
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_service_pb2, market_data_service_pb2_grpc
@@ -193,3 +202,100 @@ def test_cli_errors(query_address: str) -> None:
     assert down.returncode == 1
     assert f"query service at {address} unavailable" in down.stderr
     assert down.stdout == ""
+
+
+def _publish_trade(client: redis.Redis, exchange: str, symbol: str, trade_id: int, price: str) -> None:
+    now_ns = time.time_ns()
+    trade = Trade(
+        exchange=exchange, symbol=symbol, trade_id=str(trade_id), price=Decimal(price), size=Decimal("0.25"),
+        side=Side.BUY, ts_event_ns=now_ns - MS, ts_recv_ns=now_ns,
+    )  # fmt: skip
+    client.xadd(*xadd_args([trade]))
+    client.set(latest_price_key(exchange, symbol), encode_latest_price(LatestPrice.from_trade(trade)))
+
+
+class _Reader(threading.Thread):
+    """Drains a subscription in the background, keeping every row received."""
+
+    def __init__(self, rows: LatestSubscription) -> None:
+        super().__init__(daemon=True)
+        self.source = rows
+        self.rows: list[LatestPriceRow] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for row in self.source:
+                self.rows.append(row)
+        except BaseException as error:  # reported by the test
+            self.error = error
+
+
+def _wait(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_subscribe_latest_sends_the_snapshot_then_every_change_to_every_subscriber(
+    query_address: str, redis_client: redis.Redis
+) -> None:
+    exchange = "s" + uuid.uuid4().hex[:8]
+    _publish_trade(redis_client, exchange, "BTC-USDT", 1, "100.5")
+    _publish_trade(redis_client, exchange, "ETH-USDT", 1, "10")  # another symbol: not asked for
+    with MarketDataClient(query_address) as first, MarketDataClient(query_address) as second:
+        readers = [_Reader(c.subscribe_latest(["BTC-USDT"], [exchange])) for c in (first, second)]
+        for reader in readers:
+            reader.start()
+        _wait(lambda: all(r.rows for r in readers), "the snapshot")
+        assert [(r.rows[0].exchange, r.rows[0].price) for r in readers] == [(exchange, Decimal("100.5"))] * 2
+        # The reader finds a new stream within a couple of seconds: publish until updates flow, then a sequence.
+        trade_id = 2
+        while not all(len(r.rows) > 1 for r in readers):
+            _publish_trade(redis_client, exchange, "BTC-USDT", trade_id, f"{100 + trade_id}")
+            trade_id += 1
+            time.sleep(0.1)
+            assert trade_id < 300, "no live update arrived"
+        for step in range(5):
+            _publish_trade(redis_client, exchange, "BTC-USDT", trade_id + step, f"{200 + step}.25")
+            time.sleep(0.05)
+        _wait(lambda: all(r.rows[-1].price == Decimal("204.25") for r in readers), "the last price")
+        for reader in readers:
+            prices = [row.price for row in reader.rows]
+            assert prices == sorted(prices), "updates arrive in order"
+            assert {row.symbol for row in reader.rows} == {"BTC-USDT"}
+            assert reader.rows[-1].size == Decimal("0.25")
+        # Closing one subscription leaves the other running.
+        readers[0].source.close()
+        _publish_trade(redis_client, exchange, "BTC-USDT", trade_id + 10, "300")
+        _wait(lambda: readers[1].rows[-1].price == Decimal(300), "the other subscriber's update")
+        readers[1].source.close()
+    for reader in readers:
+        reader.join(timeout=10)
+        assert reader.error is None, reader.error
+
+
+def test_subscribe_latest_conflates_for_a_slow_reader(query_address: str, redis_client: redis.Redis) -> None:
+    exchange = "c" + uuid.uuid4().hex[:8]
+    _publish_trade(redis_client, exchange, "SOL-USDT", 1, "1")
+    with MarketDataClient(query_address) as client:
+        reader = _Reader(client.subscribe_latest(["SOL-USDT"], [exchange], min_interval_ms=1000))
+        reader.start()
+        _wait(lambda: bool(reader.rows), "the snapshot")
+        started = time.monotonic()
+        trade_id = 2
+        while time.monotonic() - started < 4:
+            _publish_trade(redis_client, exchange, "SOL-USDT", trade_id, str(trade_id))
+            trade_id += 1
+            time.sleep(0.02)
+        _wait(lambda: reader.rows[-1].price == Decimal(trade_id - 1), "the newest value")
+        # About 150 trades in 4 s, at most one update per second: the newest values, not the backlog.
+        assert 2 <= len(reader.rows) <= 7, [row.price for row in reader.rows]
+        reader.source.close()
+    reader.join(timeout=10)
+
+
+def test_subscribe_latest_without_symbols_is_invalid(query_address: str) -> None:
+    with MarketDataClient(query_address) as client, pytest.raises(InvalidQueryError, match="symbols"):
+        next(client.subscribe_latest([]))

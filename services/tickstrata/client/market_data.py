@@ -11,7 +11,7 @@ Staleness is judged here, against this machine's clock: a price is stale when ti
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
@@ -101,6 +101,8 @@ class LatestPriceRow:
     """Milliseconds between ts_recv_ns and the client's clock when the answer arrived."""
     stale: bool
     """True when age_ms exceeds the client's `stale_after_ms`."""
+    size: Decimal | None = None
+    """Size of the last trade, when the venue reports it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,43 @@ def row_from_message(message: market_data_pb2.LatestPrice, *, now_ns: int, stale
         ts_recv_ns=message.ts_recv_ns,
         age_ms=age_ms,
         stale=age_ms > stale_after_ms,
+        size=Decimal(message.size) if message.size else None,
     )
+
+
+class LatestSubscription(Iterator[LatestPriceRow]):
+    """A live SubscribeLatest call: iterate for rows; `close()` cancels the call (safe from another thread)."""
+
+    def __init__(
+        self,
+        call: Any,
+        convert: Callable[[market_data_pb2.LatestPrice], LatestPriceRow],
+        error: Callable[[grpc.RpcError], QueryError],
+    ) -> None:
+        self._call = call
+        self._convert = convert
+        self._error = error
+        self._closed = False
+
+    def __next__(self) -> LatestPriceRow:
+        try:
+            response: pb.SubscribeLatestResponse = next(self._call)
+        except grpc.RpcError as error:
+            # Cancelled: by close(), or by closing the client's channel; either way the subscription is over.
+            if self._closed or getattr(error, "code", lambda: None)() == grpc.StatusCode.CANCELLED:
+                raise StopIteration from None
+            raise self._error(error) from None
+        return self._convert(response.price)
+
+    def close(self) -> None:
+        self._closed = True
+        self._call.cancel()
+
+    def __enter__(self) -> LatestSubscription:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 class MarketDataClient:
@@ -182,6 +220,21 @@ class MarketDataClient:
     def latest(self, symbol: str, exchanges: Sequence[str] = ()) -> list[LatestPriceRow]:
         """The latest price of `symbol` per exchange: on `exchanges`, or on every venue holding it if none."""
         return list(self.latest_prices(symbol, exchanges).rows)
+
+    def subscribe_latest(
+        self, symbols: Sequence[str], exchanges: Sequence[str] = (), *, min_interval_ms: float = 0
+    ) -> LatestSubscription:
+        """Live latest prices: the current value of each matching instrument, then every change (at most one per
+        instrument per `min_interval_ms`). Iterate it; `close()` (from any thread) ends it."""
+        request = pb.SubscribeLatestRequest(
+            symbols=list(symbols), exchanges=list(exchanges), min_interval_ns=int(min_interval_ms * _NS_PER_MS)
+        )
+        call = self._stub.SubscribeLatest(request, metadata=trace_metadata())
+
+        def convert(message: market_data_pb2.LatestPrice) -> LatestPriceRow:
+            return row_from_message(message, now_ns=self._clock_ns(), stale_after_ms=self.stale_after_ms)
+
+        return LatestSubscription(call, convert, lambda error: self._error(error, "SubscribeLatest"))
 
     def _numeric(self, numeric: str) -> market_data_pb2.NumericEncoding.ValueType:
         try:

@@ -108,18 +108,29 @@ def decimal_text(value: Decimal) -> str:
     return format(value, "f")
 
 
-def price_message(exchange: str, symbol: str, value: LatestPrice) -> market_data_pb2.LatestPrice:
+def price_message(
+    exchange: str, symbol: str, value: LatestPrice, *, now_ns: int, stale_after_ms: int
+) -> market_data_pb2.LatestPrice:
+    age_ms = max(0, (now_ns - value.ts_recv_ns) // 1_000_000)
     return market_data_pb2.LatestPrice(
         exchange=exchange,
         symbol=symbol,
         price=decimal_text(value.price),
         ts_event_ns=value.ts_event_ns,
         ts_recv_ns=value.ts_recv_ns,
+        size="" if value.size is None else decimal_text(value.size),
+        age_ms=age_ms,
+        stale=age_ms > stale_after_ms,
     )
 
 
 def build_response(
-    query: LatestPriceQuery, exchanges: Sequence[str], raw_values: Sequence[bytes | str | None]
+    query: LatestPriceQuery,
+    exchanges: Sequence[str],
+    raw_values: Sequence[bytes | str | None],
+    *,
+    now_ns: int,
+    stale_after_ms: int,
 ) -> tuple[pb.GetLatestPriceResponse, list[CorruptValue]]:
     """Build the response from the MGET reply for `exchanges` (same order); also return undecodable values.
 
@@ -142,6 +153,6 @@ def build_response(
             corrupt.append(CorruptValue(exchange, str(exc)))
             missing.append(exchange)
             continue
-        prices.append(price_message(exchange, query.symbol, value))
+        prices.append(price_message(exchange, query.symbol, value, now_ns=now_ns, stale_after_ms=stale_after_ms))
     response = pb.GetLatestPriceResponse(prices=prices, missing_exchanges=[] if query.all_venues else missing)
     return response, corrupt

@@ -39,3 +39,11 @@ class QuerySettings(GrpcRedisSettings):
 
     grpc_max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=4 * 1024 * 1024)
     """Largest gRPC message sent or received; responses are cut into batches well below it."""
+
+    # ---- latest prices -----------------------------------------------------------------------------------
+
+    stale_after_ms: int = Field(default=10_000, ge=1)
+    """A latest price received longer ago than this is flagged `stale` (the feed may be down or the market quiet)."""
+
+    live_block_ms: int = Field(default=500, ge=1, le=60_000)
+    """How long the live reader's XREAD waits for new trades; also how late it notices a new stream or a stop."""

@@ -21,6 +21,7 @@ from tickstrata.query.latest import (
 )
 
 VALUE = LatestPrice(Decimal("64321.50"), Decimal("0.012"), 1_700_000_000_000_000_000, 1_700_000_000_001_000_000)
+NOW_NS = VALUE.ts_recv_ns + 2_500_000  # 2.5 ms after tickstrata received the trade
 
 
 def request(symbol: str = "BTC-USDT", exchanges: tuple[str, ...] = ()) -> pb.GetLatestPriceRequest:
@@ -87,7 +88,7 @@ def test_decimal_text_is_exact_without_exponent(value: str, text: str) -> None:
 def test_build_response_named_exchanges_in_request_order_with_missing() -> None:
     query = LatestPriceQuery("BTC-USDT", ("kraken", "binance", "okx", "bybit"))
     raw = [encode_latest_price(VALUE), None, b"\xc1garbage", encode_latest_price(VALUE)]
-    response, corrupt = build_response(query, query.exchanges, raw)
+    response, corrupt = build_response(query, query.exchanges, raw, now_ns=NOW_NS, stale_after_ms=10_000)
     assert [(p.exchange, p.symbol, p.price) for p in response.prices] == [
         ("kraken", "BTC-USDT", "64321.50"),
         ("bybit", "BTC-USDT", "64321.50"),
@@ -95,13 +96,16 @@ def test_build_response_named_exchanges_in_request_order_with_missing() -> None:
     assert response.prices[0].ts_event_ns == VALUE.ts_event_ns
     assert response.prices[0].ts_recv_ns == VALUE.ts_recv_ns
     assert not response.prices[0].HasField("quote")
+    assert (response.prices[0].size, response.prices[0].age_ms, response.prices[0].stale) == ("0.012", 2, False)
     assert list(response.missing_exchanges) == ["binance", "okx"]
     assert [item.exchange for item in corrupt] == ["okx"]
 
 
 def test_build_response_all_venues_lists_nothing_missing() -> None:
     query = LatestPriceQuery("BTC-USDT", ())
-    response, corrupt = build_response(query, ["binance", "okx"], [encode_latest_price(VALUE), None])
+    response, corrupt = build_response(
+        query, ["binance", "okx"], [encode_latest_price(VALUE), None], now_ns=NOW_NS, stale_after_ms=10_000
+    )
     assert [p.exchange for p in response.prices] == ["binance"]
     assert list(response.missing_exchanges) == []
     assert corrupt == []
@@ -109,4 +113,11 @@ def test_build_response_all_venues_lists_nothing_missing() -> None:
 
 def test_build_response_refuses_misaligned_values() -> None:
     with pytest.raises(ValueError, match="1 values for 2 exchanges"):
-        build_response(LatestPriceQuery("BTC-USDT", ()), ["a", "b"], [None])
+        build_response(LatestPriceQuery("BTC-USDT", ()), ["a", "b"], [None], now_ns=NOW_NS, stale_after_ms=1)
+
+
+def test_a_price_older_than_the_threshold_is_flagged_stale() -> None:
+    query = LatestPriceQuery("BTC-USDT", ("binance",))
+    later = VALUE.ts_recv_ns + 10_001 * 1_000_000
+    response, _ = build_response(query, ["binance"], [encode_latest_price(VALUE)], now_ns=later, stale_after_ms=10_000)
+    assert (response.prices[0].age_ms, response.prices[0].stale) == (10_001, True)

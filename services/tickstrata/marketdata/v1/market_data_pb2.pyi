@@ -374,6 +374,9 @@ class LatestPrice(_message.Message):
     TS_EVENT_NS_FIELD_NUMBER: _builtins.int
     TS_RECV_NS_FIELD_NUMBER: _builtins.int
     QUOTE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    AGE_MS_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
     exchange: _builtins.str
     """Exchange id, lower case."""
     symbol: _builtins.str
@@ -383,7 +386,13 @@ class LatestPrice(_message.Message):
     ts_event_ns: _builtins.int
     """Exchange time of the last trade, ns since the epoch."""
     ts_recv_ns: _builtins.int
-    """When tickstrata received the last trade, ns since the epoch; compare with now to judge staleness."""
+    """When tickstrata received the last trade, ns since the epoch."""
+    size: _builtins.str
+    """Size of the last trade in the base asset, exact decimal string; empty when the venue does not report it."""
+    age_ms: _builtins.int
+    """Milliseconds from ts_recv_ns to when the query service answered, by the service's clock."""
+    stale: _builtins.bool
+    """True when age_ms exceeds the service's staleness threshold (QUERY_STALE_AFTER_MS): the feed may be down."""
     @_builtins.property
     def quote(self) -> Global___Quote:
         """The latest best bid and offer, when the feed collects quotes for this instrument; unset otherwise."""
@@ -397,10 +406,13 @@ class LatestPrice(_message.Message):
         ts_event_ns: _builtins.int = ...,
         ts_recv_ns: _builtins.int = ...,
         quote: Global___Quote | None = ...,
+        size: _builtins.str = ...,
+        age_ms: _builtins.int = ...,
+        stale: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchange", b"exchange", "price", b"price", "quote", b"quote", "symbol", b"symbol", "ts_event_ns", b"ts_event_ns", "ts_recv_ns", b"ts_recv_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_ms", b"age_ms", "exchange", b"exchange", "price", b"price", "quote", b"quote", "size", b"size", "stale", b"stale", "symbol", b"symbol", "ts_event_ns", b"ts_event_ns", "ts_recv_ns", b"ts_recv_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
