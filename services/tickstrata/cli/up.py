@@ -284,8 +284,7 @@ def run(
                 tick=view.refresh,
                 tick_interval_secs=STATUS_INTERVAL_TTY_SECS if tty else STATUS_INTERVAL_LOG_SECS,
             )
-            view.forget_drawing()
-            view.refresh()
+            view.draw_final()
             query = next((s for s in services if s.spec.role == "query"), None)
             if demo_queries and query is not None and query.grpc_port is not None and "unexpectedly" not in why:
                 symbols = [symbol for feed in DEMO_FEEDS.values() for symbol in feed.split(",")][:3]

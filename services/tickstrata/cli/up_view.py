@@ -247,6 +247,12 @@ class LiveView:
             self._write("\n".join(f"[up {stamp}] {line}" for line in lines), flush=True)
         return lines
 
+    def draw_final(self) -> None:
+        """The view at stop, unless the last one is less than a second old (it would print the same block)."""
+        if self._previous is None or time.time_ns() - self._previous.at_ns >= MIN_RATE_BASE_NS:
+            self.forget_drawing()
+            self.draw()
+
     def forget_drawing(self) -> None:
         """Something else printed below the view: draw the next one fresh instead of over those lines."""
         self._drawn_lines = 0

@@ -11,6 +11,7 @@ caller's own deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -60,12 +61,23 @@ class HistoryRpcs:
         self._settings = settings
         self._hot = QuestDBHotTier(settings.questdb_pg_dsn, max_rows=settings.max_rows_per_call)
         self._tiers: list[tiers.Tier] = [self._hot]
+        self._warm_up: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Nothing to open: each call connects to the tier it needs (a tier may be down at start-up)."""
+        """Each call connects to the tier it needs (a tier may be down at start-up); the instrument list is read
+        in the background now so the first call does not pay for it."""
+        self._warm_up = asyncio.create_task(self._prefetch_instruments(), name="prefetch-instruments")
+
+    async def _prefetch_instruments(self) -> None:
+        with contextlib.suppress(TierUnavailableError):
+            await self._hot.instruments()
 
     async def close(self) -> None:
-        """Nothing held between calls."""
+        """Nothing held between calls but the warm-up read, which is cancelled if it still runs."""
+        if self._warm_up is not None:
+            self._warm_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warm_up
 
     async def get_candles(
         self, request: pb.GetCandlesRequest, context: Context

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from tickstrata.client.history_cli import render
+from tickstrata.client.history_cli import _join_relative_times, render
 from tickstrata.client.timeargs import TimeArgumentError, interval_secs, to_ns
 
 NOW_NS = 1_764_000_000_123_456_789
@@ -61,3 +61,10 @@ def test_render_shows_the_last_rows_and_says_how_many_were_left_out() -> None:
     assert lines[1].split() == ["open_time_ns", "close"]
     assert lines[2].split() == ["2025-11-24", "16:01:00Z", "2.25"]
     assert datetime.fromtimestamp(T0_NS / 1e9, tz=UTC).hour == 16
+
+
+def test_relative_times_after_from_and_to_are_values_not_options() -> None:
+    assert _join_relative_times(["binance", "BTC-USDT", "--from", "-1h", "--to", "-5m", "--limit", "3"]) == [
+        "binance", "BTC-USDT", "--from=-1h", "--to=-5m", "--limit", "3",
+    ]  # fmt: skip
+    assert _join_relative_times(["--from", "now"]) == ["--from", "now"]
