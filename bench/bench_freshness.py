@@ -4,9 +4,9 @@ Method (printed with the results):
 - ``tickstrata simulate`` generates Binance spot aggTrades for 4 symbols, 5k trades/s in all, with a 5 ms tick.
 - ``tickstrata collector`` (trades) publishes to ``md:binance:trades``; ``tickstrata writer`` (default settings
   except a 100 ms read block) writes a real QuestDB (the project's 9.3 jar) and acknowledges after the WAL commit.
-- An observer in this process asks QuestDB over PGWire for the rows newer than the newest it has seen, in a tight
-  loop, and notes the reply time of the first query that returned each row: its *visible* time. The row holds
-  ``ts`` (the venue's ``T``, ms) and ``ts_recv_ns`` (the collector's receive time). One host clock for all.
+- An observer in this process asks QuestDB over PGWire for the rows newer than the newest it has seen every
+  ``--poll-ms`` (20), and notes the reply time of the first query that returned each row: its *visible* time.
+  The row holds ``ts`` (the venue's ``T``, ms) and ``ts_recv_ns`` (the collector's receive time); one host clock.
 - Baseline in the same run: the same trades' arrival in the Redis stream (the entry id's millisecond is Redis's
   clock at the XADD), so ``T → in Redis`` is what the collector alone adds, and the ratio shows the cost of the
   storage hop (writer read, ILP/HTTP commit, WAL apply) on top of it.
@@ -48,6 +48,7 @@ class Config:
     rate: float
     warmup_secs: float
     window_secs: float
+    poll_ms: float
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,9 @@ def start_writer(stack: h.Stack, directory: Path, *, redis_url: str, questdb_htt
     return server
 
 
-def observe(connection: psycopg.Connection[tuple[int, int, str]], secs: float) -> tuple[list[Seen], list[float]]:
+def observe(
+    connection: psycopg.Connection[tuple[int, int, str]], secs: float, poll_secs: float
+) -> tuple[list[Seen], list[float]]:
     """Poll QuestDB for rows newer than the newest seen; return each row's first-visible time and the poll periods."""
     seen: list[Seen] = []
     periods: list[float] = []
@@ -113,6 +116,8 @@ def observe(connection: psycopg.Connection[tuple[int, int, str]], secs: float) -
             # A transaction holds every symbol's trades of one read, so a later one brings nothing much older
             # than what was seen: re-read a short trailing margin only (rows are de-duplicated by key).
             horizon_ns = max(horizon_ns, newest - 250_000_000)
+            # A tight loop would have QuestDB answer queries flat out on the same 2 cores as everything measured.
+            time.sleep(poll_secs)
     return seen, periods
 
 
@@ -167,10 +172,10 @@ def run(config: Config) -> int:
             connection: psycopg.Connection[tuple[int, int, str]] = psycopg.connect(questdb.pg_dsn, autocommit=True)
             stack.callback(connection.close)
         with h.phase(f"warm-up {config.warmup_secs:.0f} s"):
-            observe(connection, config.warmup_secs)
+            observe(connection, config.warmup_secs, config.poll_ms / 1000)
         with h.phase(f"observing {config.window_secs:.0f} s"):
             start_ms = h.redis_ms(client)
-            seen, periods = observe(connection, config.window_secs)
+            seen, periods = observe(connection, config.window_secs, config.poll_ms / 1000)
             end_ms = h.redis_ms(client)
         arrivals = redis_arrivals(client, start_ms, end_ms)
     # Only trades whose whole life fell in the window: published in it and seen in it.
@@ -214,11 +219,12 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--quick", action="store_true", help="3 s warm-up, 10 s window")
     parser.add_argument("--rate", type=float, default=5000.0, help="trades/s over all symbols (default 5000)")
     parser.add_argument("--window", type=float, help="observation window in seconds (default 30; --quick 10)")
+    parser.add_argument("--poll-ms", type=float, default=20.0, help="pause between observer queries (default 20)")
     args = parser.parse_args(argv)
     window = args.window if args.window is not None else (10.0 if args.quick else 30.0)
     if not (100 <= args.rate <= 20_000 and 1 <= window <= 300):
         parser.error("out of range: 100 <= rate <= 20000, 1 <= window <= 300")
-    return Config(args.rate, 3.0 if args.quick else 5.0, window)
+    return Config(args.rate, 3.0 if args.quick else 5.0, window, args.poll_ms)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
