@@ -47,7 +47,7 @@ test-unit: setup
 test-integration: setup
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
-reliability: setup  ## full-size crash-safety runs (1M events, 20 kill -9 of the writer; QuestDB outage)
+reliability: setup  ## full-size crash-safety run: 1M events, 20 kill -9 of the writer (the 30 s QuestDB outage runs in make test)
 	TICKSTRATA_RELIABILITY=full $(VENV)/bin/pytest -m reliability --timeout 3600 $(PYTEST_ARGS)
 
 demo: setup  ## install everything, then run the pipeline locally (`tickstrata up`) for DEMO_SECS seconds
