@@ -7,12 +7,9 @@ error code the contract names. Reflection must list the service.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -29,8 +26,8 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from questdb import Sender, TimestampNanos
 
+from tests.integration.query_harness import running_query
 from tickstrata.client import InvalidQueryError, MarketDataClient, NotFoundError
-from tickstrata.localstack.process import free_port
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_pb2 as md
@@ -154,38 +151,11 @@ def stored(questdb_server: QuestDBServer) -> tuple[str, list[Minute]]:
 def query_address(
     redis_server: RedisServer, questdb_server: QuestDBServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    health_port, grpc_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "QUERY_REDIS_URL": redis_server.url,
-        "QUERY_QUESTDB_PG_DSN": questdb_server.pg_dsn,
-        "QUERY_HEALTH_HOST": "127.0.0.1",
-        "QUERY_HEALTH_PORT": str(health_port),
-        "QUERY_GRPC_HOST": "127.0.0.1",
-        "QUERY_GRPC_PORT": str(grpc_port),
-        "QUERY_MAX_CANDLE_BUCKETS": "100000",
-    }
-    log_path = tmp_path_factory.mktemp("query") / "query.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tickstrata", "query"], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
-        )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_SECS
-        while True:
-            assert process.poll() is None, f"query exited early with {process.returncode}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, "query never became ready"
-            time.sleep(0.1)
-        yield f"127.0.0.1:{grpc_port}"
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0, log_path.read_text()[-3000:]
+    with running_query(
+        tmp_path_factory.mktemp("query"), redis_server.url,
+        questdb_pg_dsn=questdb_server.pg_dsn, max_candle_buckets="100000",
+    ) as address:  # fmt: skip
+        yield address
 
 
 @pytest.fixture

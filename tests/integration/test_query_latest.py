@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -18,6 +15,7 @@ import grpc
 import pytest
 import redis
 
+from tests.integration.query_harness import running_query
 from tickstrata.client import (
     InvalidQueryError,
     LatestPriceRow,
@@ -38,45 +36,10 @@ MS = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def query_address(redis_server: RedisServer) -> Iterator[str]:
+def query_address(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m tickstrata query` on free loopback ports, ready; SIGTERM'd (and must exit 0) afterwards."""
-    health_port, grpc_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "QUERY_REDIS_URL": redis_server.url,
-        "QUERY_HEALTH_HOST": "127.0.0.1",
-        "QUERY_HEALTH_PORT": str(health_port),
-        "QUERY_GRPC_HOST": "127.0.0.1",
-        "QUERY_GRPC_PORT": str(grpc_port),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tickstrata", "query"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_SECS
-        while True:
-            assert process.poll() is None, f"query exited early with {process.returncode}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, "query never became ready"
-            time.sleep(0.1)
-        yield f"127.0.0.1:{grpc_port}"
-        process.terminate()
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-        assert process.stdout is not None
-        process.stdout.close()
+    with running_query(tmp_path_factory.mktemp("query"), redis_server.url) as address:
+        yield address
 
 
 def put(client: redis.Redis, exchange: str, symbol: str, price: str, *, recv_ago_ms: int = 0) -> LatestPrice:

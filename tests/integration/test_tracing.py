@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,14 +19,15 @@ import grpc
 import pytest
 
 from tests.integration.collector_harness import running_collector
+from tests.integration.query_harness import running_query
 from tests.integration.servers.otlp_fixtures import Receiver, Span
 from tests.integration.servers.simulator_fixtures import SimulatorEndpoints
 from tests.integration.test_writer_kill import _WriterProcess
-from tickstrata.localstack.process import free_port
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
 from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
+from tickstrata.writer.tables import create_table_statements
 
 pytestmark = pytest.mark.integration
 
@@ -112,22 +109,8 @@ def test_one_trace_from_the_collector_through_the_writer_to_questdb(
 def test_a_get_candles_call_continues_the_callers_trace_into_the_questdb_read(
     tmp_path: Path, otel_env: Receiver, own_redis: RedisServer, questdb_server: QuestDBServer
 ) -> None:
-    health_port, grpc_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "QUERY_REDIS_URL": own_redis.url,
-        "QUERY_QUESTDB_PG_DSN": questdb_server.pg_dsn,
-        "QUERY_HEALTH_HOST": "127.0.0.1",
-        "QUERY_HEALTH_PORT": str(health_port),
-        "QUERY_GRPC_HOST": "127.0.0.1",
-        "QUERY_GRPC_PORT": str(grpc_port),
-    }
-    questdb_server.exec_sql(
-        "CREATE TABLE IF NOT EXISTS candles (ts TIMESTAMP_NS, exchange SYMBOL, symbol SYMBOL, interval_secs INT, "
-        "open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, quote_volume DOUBLE, trade_count LONG, "
-        "closed BOOLEAN, source SYMBOL, ts_event_ns LONG, ts_recv_ns LONG) TIMESTAMP(ts) PARTITION BY DAY WAL "
-        "DEDUP UPSERT KEYS(ts, exchange, symbol, interval_secs)"
-    )
+    for statement in create_table_statements():  # the writer's own DDL
+        questdb_server.exec_sql(statement)
     exchange = "t" + secrets.token_hex(5)
     questdb_server.exec_sql(
         "INSERT INTO candles (ts, exchange, symbol, interval_secs, open, high, low, close, volume, closed, source) "
@@ -135,23 +118,9 @@ def test_a_get_candles_call_continues_the_callers_trace_into_the_questdb_read(
     )
     while not questdb_server.exec_sql(f"SELECT count() FROM candles WHERE exchange = '{exchange}'")["dataset"][0][0]:
         time.sleep(0.1)  # the WAL apply makes the row, and so the instrument, visible
-    log_path = tmp_path / "query.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "tickstrata", "query"], env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + WAIT_SECS
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "query never became ready"
-            time.sleep(0.1)
+    with running_query(tmp_path, own_redis.url, questdb_pg_dsn=questdb_server.pg_dsn) as address:
         trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        with grpc.insecure_channel(address) as channel:
             request = pb.GetCandlesRequest(
                 exchange=exchange, symbol="BTC-USDT", start_ns=1767225600000000000, end_ns=1767225660000000000
             )
@@ -162,6 +131,7 @@ def test_a_get_candles_call_continues_the_callers_trace_into_the_questdb_read(
             )
         assert sum(r.row_count for r in responses) == 1
         server = read = None
+        deadline = time.monotonic() + WAIT_SECS
         while server is None or read is None:
             assert time.monotonic() < deadline, "spans not received"
             time.sleep(0.2)
@@ -177,6 +147,3 @@ def test_a_get_candles_call_continues_the_callers_trace_into_the_questdb_read(
             )
         assert server.kind == Span.SpanKind.SPAN_KIND_SERVER
         assert read.kind == Span.SpanKind.SPAN_KIND_CLIENT
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0, log_path.read_text()[-3000:]
