@@ -16,6 +16,8 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -134,6 +136,17 @@ class _WriterProcess:
         return process
 
 
+def readyz(port: int) -> int:
+    """The writer's /readyz status; 0 while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis of its own: the writer consumes every md:* stream, so no other test's streams may be there."""
@@ -177,6 +190,12 @@ def _run_kill_test(size: int, seed: int, tmp_path: Path, redis_server: RedisServ
         try:
             streams = [f"md:{exchange}:trades", f"md:{exchange}:quotes"]
             deadline = time.monotonic() + FINAL_DRAIN_SECS
+            # A full start first: the earlier lives may have left nothing to do, and a stop during start-up would
+            # end the process before its SIGTERM path exists.
+            while readyz(writers.health_port) != 200:
+                assert time.monotonic() < deadline, "the final writer never became ready"
+                assert not final.exited(), final.log_path.read_text()[-3000:]
+                time.sleep(0.1)
             while not all(drained(client, stream) for stream in streams):
                 assert time.monotonic() < deadline, f"not drained; pending {[pending(client, s) for s in streams]}"
                 assert not final.exited(), final.log_path.read_text()[-3000:]

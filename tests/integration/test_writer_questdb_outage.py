@@ -8,8 +8,6 @@ QuestDB returns (same data directory, same ports) the backlog drains: every even
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.test_writer_kill import EVENTS_PER_ENTRY, _Publisher, _trades, _WriterProcess
+from tests.integration.test_writer_kill import EVENTS_PER_ENTRY, _Publisher, _trades, _WriterProcess, readyz
 from tests.integration.writer_harness import drained, pending, select, text, wal_applied
 from tickstrata.common.streams import WRITER_GROUP, dead_letter_stream, xadd_args
 from tickstrata.localstack.process import ManagedServer
@@ -45,16 +43,6 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-def _readyz(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except (urllib.error.URLError, OSError):
-        return 0
 
 
 def _group(client: redis.Redis, stream: str) -> dict[str, Any]:
@@ -84,7 +72,7 @@ def test_questdb_outage_of_30_s_loses_nothing_and_memory_stays_flat(tmp_path: Pa
         writers = _WriterProcess(tmp_path, own_redis.url, questdb.http_url)
         writer_process = writers.start("writer-outage")
         health_port = writers.health_port
-        _wait(lambda: _readyz(health_port) == 200, "the writer to be ready", writer_process)
+        _wait(lambda: readyz(health_port) == 200, "the writer to be ready", writer_process)
 
         publisher = _Publisher(own_redis.url, entries, entries_per_sec=len(entries) / PUBLISH_SECS)
         publisher.start()
@@ -98,7 +86,7 @@ def test_questdb_outage_of_30_s_loses_nothing_and_memory_stays_flat(tmp_path: Pa
         ports = questdb.ports
         questdb.stop()
         outage_started = time.monotonic()
-        _wait(lambda: _readyz(health_port) == 503, "the writer to report not ready", writer_process)
+        _wait(lambda: readyz(health_port) == 503, "the writer to report not ready", writer_process)
         entries_read_at_outage = int(_group(client, stream)["entries-read"] or 0)
         rss_samples_kib = [rss_before_kib]
         while time.monotonic() - outage_started < OUTAGE_SECS:
@@ -121,7 +109,7 @@ def test_questdb_outage_of_30_s_loses_nothing_and_memory_stays_flat(tmp_path: Pa
         assert publisher.published == len(entries)
         _wait(lambda: drained(client, stream), "the backlog to drain", writer_process)
         _wait(lambda: wal_applied(questdb, "trades"), "the WAL apply", writer_process)
-        _wait(lambda: _readyz(health_port) == 200, "the writer to be ready again", writer_process)
+        _wait(lambda: readyz(health_port) == 200, "the writer to be ready again", writer_process)
 
         [[rows, distinct_ids, min_id, max_id]] = select(
             questdb,
