@@ -4,10 +4,14 @@ Goal: p99 < 1 ms absolute and ≤ 1.5x the no-op call's p99, measured side by si
 
 Method (printed with the results):
 - A real ``redis-server`` (``RedisServer``) seeded with ``px:<exchange>:<symbol>`` values for 5 venues x 40
-  symbols (``encode_latest_price``), and ``python -m tickstrata query`` as its own process on loopback ports.
-- Contenders, all on one gRPC channel from this process (sync stub): ``no-op`` (the standard health ``Check`` on
-  the same server: a gRPC round trip with no Redis work), ``named`` (``GetLatestPrice`` BTC-USDT with the 5
-  exchanges named: one MGET), ``all venues`` (no exchange named: SCAN over the keyspace + one MGET).
+  symbols (``encode_latest_price``), and ``python -m tickstrata query`` as its own process on loopback ports,
+  serving from its in-process mirror of the cache (``query/mirror.py``, the default). With ``--compare-redis`` a
+  second query process runs with ``QUERY_LATEST_MIRROR=false`` (every call reads Redis) for the same calls.
+- ``--updates-per-sec`` (default 200): a separate writer process rewrites the 5 BTC-USDT keys at that total rate
+  throughout, as a live feed would, so the mirror keeps receiving invalidations and refreshing.
+- Contenders, each on one gRPC channel per server from this process (sync stub): ``no-op`` (the standard health
+  ``Check`` on the mirror server: a gRPC round trip with no Redis work), ``named`` (``GetLatestPrice`` BTC-USDT
+  with the 5 exchanges named), ``all venues`` (no exchange named).
 - Open loop at ``--rate``: request *i* is due at start + i/rate; latency runs from the due time (so a slow call
   that delays the next ones counts against them: no coordinated omission). Blocks of ``--requests`` per
   contender, the order rotating between repetitions; percentiles over all samples of a contender.
@@ -21,14 +25,18 @@ Run: ``.cache/venv/bin/python bench/bench_query_latest.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import gc
+import itertools
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, cast
 
 import grpc
 import redis
@@ -37,11 +45,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a package when run as a script
 from bench import _harness as h
 
+from tickstrata.common.redis_connection import connect_redis
 from tickstrata.common.streams import LatestPrice, encode_latest_price, latest_price_key
 from tickstrata.localstack.process import ManagedServer, free_port
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
 from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
+from tickstrata.query.latest_rpcs import LatestRpcs
+from tickstrata.query.settings import QuerySettings
 
 EXCHANGES: Final = ("binance", "coinbase", "kraken", "okx", "bybit")
 SYMBOL: Final = "BTC-USDT"
@@ -84,10 +95,39 @@ def seed(client: redis.Redis) -> None:
     pipe.execute()
 
 
-def start_query(stack: h.Stack, directory: Path, redis_url: str) -> int:
+def write_forever(redis_url: str, updates_per_sec: float) -> None:
+    """The feed stand-in (its own process): rewrite the BTC-USDT keys round-robin at `updates_per_sec`."""
+    client = redis.Redis.from_url(redis_url)
+    period_secs = 1.0 / updates_per_sec
+    next_due = time.monotonic()
+    price = Decimal("64000")
+    for step in itertools.count():
+        price += Decimal("0.01")
+        now = time.time_ns()
+        value = LatestPrice(price=price, size=Decimal("0.0123"), ts_event_ns=now - 1000, ts_recv_ns=now)
+        client.set(latest_price_key(EXCHANGES[step % len(EXCHANGES)], SYMBOL), encode_latest_price(value))
+        next_due += period_secs
+        time.sleep(max(0.0, next_due - time.monotonic()))
+
+
+def start_writer(stack: h.Stack, directory: Path, redis_url: str, updates_per_sec: float) -> None:
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--writer",
+        redis_url,
+        "--updates-per-sec",
+        str(updates_per_sec),
+    ]
+    stack.process(ManagedServer(name="writer", argv=argv, log_path=directory / "writer.log"), stop_timeout_secs=5.0)
+
+
+def start_query(stack: h.Stack, directory: Path, redis_url: str, *, mirror: bool) -> int:
     health_port, grpc_port = free_port(), free_port()
+    name = "query" if mirror else "query-no-mirror"
     env = {
         **os.environ,
+        "QUERY_LATEST_MIRROR": "true" if mirror else "false",
         "QUERY_REDIS_URL": redis_url,
         "QUERY_HEALTH_HOST": "127.0.0.1",
         "QUERY_HEALTH_PORT": str(health_port),
@@ -97,7 +137,7 @@ def start_query(stack: h.Stack, directory: Path, redis_url: str) -> int:
     }
     server = stack.process(
         ManagedServer(
-            name="query", argv=[sys.executable, "-m", "tickstrata", "query"], log_path=directory / "query.log", env=env
+            name=name, argv=[sys.executable, "-m", "tickstrata", "query"], log_path=directory / f"{name}.log", env=env
         ),
         stop_timeout_secs=5.0,
     )
@@ -105,23 +145,28 @@ def start_query(stack: h.Stack, directory: Path, redis_url: str) -> int:
     return grpc_port
 
 
-def contenders(channel: grpc.Channel) -> dict[str, Call]:
+def noop_call(channel: grpc.Channel) -> Call:
     health = health_pb2_grpc.HealthStub(channel)
-    market = pb_grpc.MarketDataServiceStub(channel)
     check = health_pb2.HealthCheckRequest(service="")
+    if health.Check(check, timeout=CALL_TIMEOUT_SECS).status != health_pb2.HealthCheckResponse.SERVING:
+        raise h.BenchError("the query service's gRPC health is not SERVING")
+
+    def noop() -> None:
+        health.Check(check, timeout=CALL_TIMEOUT_SECS)
+
+    return noop
+
+
+def latest_calls(channel: grpc.Channel, label: str) -> dict[str, Call]:
+    market = pb_grpc.MarketDataServiceStub(channel)
     named = pb.GetLatestPriceRequest(symbol=SYMBOL, exchanges=list(EXCHANGES))
     every = pb.GetLatestPriceRequest(symbol=SYMBOL)
 
     # Check every answer once before timing: the named and all-venues paths must return all 5 prices.
-    if health.Check(check, timeout=CALL_TIMEOUT_SECS).status != health_pb2.HealthCheckResponse.SERVING:
-        raise h.BenchError("the query service's gRPC health is not SERVING")
-    for label, request in (("named", named), ("all venues", every)):
+    for kind, request in (("named", named), ("all venues", every)):
         response = market.GetLatestPrice(request, timeout=CALL_TIMEOUT_SECS)
         if sorted(p.exchange for p in response.prices) != sorted(EXCHANGES) or response.missing_exchanges:
-            raise h.BenchError(f"GetLatestPrice ({label}) returned {response}")
-
-    def noop() -> None:
-        health.Check(check, timeout=CALL_TIMEOUT_SECS)
+            raise h.BenchError(f"GetLatestPrice ({kind}, {label}) returned {response}")
 
     def latest_named() -> None:
         market.GetLatestPrice(named, timeout=CALL_TIMEOUT_SECS)
@@ -129,11 +174,7 @@ def contenders(channel: grpc.Channel) -> dict[str, Call]:
     def latest_all() -> None:
         market.GetLatestPrice(every, timeout=CALL_TIMEOUT_SECS)
 
-    return {
-        "no-op (health Check)": noop,
-        "GetLatestPrice named (1 MGET)": latest_named,
-        "GetLatestPrice all venues (SCAN+MGET)": latest_all,
-    }
+    return {f"GetLatestPrice named, {label}": latest_named, f"GetLatestPrice all venues, {label}": latest_all}
 
 
 def run_paced(call: Call, *, count: int, rate: float, into: Samples) -> None:
@@ -164,6 +205,19 @@ def run_closed(call: Call, *, secs: float) -> float:
             return calls / (now - start)
 
 
+@contextlib.contextmanager
+def client_gc_paused() -> Iterator[None]:
+    """No collection in this (client) process during a timed block: its 15 ms gen-2 pauses are not the service's.
+
+    The collection runs between blocks instead; the service process collects as it always does."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def measure(calls: dict[str, Call], config: Config) -> dict[str, Samples]:
     names = list(calls)
     results = {name: Samples([], 0, []) for name in names}
@@ -175,10 +229,61 @@ def measure(calls: dict[str, Call], config: Config) -> dict[str, Samples]:
         order = names[rep % len(names) :] + names[: rep % len(names)]
         with h.phase(f"repetition {rep + 1}/{config.reps}: {config.requests} paced + {config.closed_secs} s closed"):
             for name in order:
-                run_paced(calls[name], count=config.requests, rate=config.rate, into=results[name])
+                with client_gc_paused():
+                    run_paced(calls[name], count=config.requests, rate=config.rate, into=results[name])
             for name in order:
                 results[name].closed_rates.append(run_closed(calls[name], secs=config.closed_secs))
     return results
+
+
+class _HandlerContext:
+    """What `get_latest_price` needs of a gRPC context when called in-process: `abort` (never reached here)."""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise h.BenchError(f"GetLatestPrice aborted in-process: {code.name}: {details}")
+
+
+async def _handler_times(redis_url: str, *, mirror: bool, calls: int) -> dict[str, list[float]]:
+    settings = QuerySettings(redis_url=redis_url, latest_mirror=mirror)
+    client = connect_redis(redis_url)
+    rpcs = LatestRpcs(client, settings)
+    await rpcs.start()
+    try:
+        deadline = time.monotonic() + 10
+        while mirror and not rpcs.mirror_serves():
+            if time.monotonic() > deadline:
+                raise h.BenchError("the in-process mirror never went live")
+            await asyncio.sleep(0.01)
+        context = cast("Any", _HandlerContext())
+        requests = {
+            "named": pb.GetLatestPriceRequest(symbol=SYMBOL, exchanges=list(EXCHANGES)),
+            "all venues": pb.GetLatestPriceRequest(symbol=SYMBOL),
+        }
+        times: dict[str, list[float]] = {}
+        for kind, request in requests.items():
+            samples = times.setdefault(kind, [])
+            for index in range(calls + calls // 10):
+                started = time.perf_counter_ns()
+                await rpcs.get_latest_price(request, context)
+                if index >= calls // 10:  # the first tenth warms up
+                    samples.append((time.perf_counter_ns() - started) / 1000)
+        return times
+    finally:
+        await rpcs.close()
+        await client.aclose()
+
+
+def handler_report(redis_url: str, *, calls: int) -> None:
+    """Where the time goes: the service's handler alone, in this process, with and without the mirror."""
+    rows = []
+    for mirror in (True, False):
+        for kind, samples in asyncio.run(_handler_times(redis_url, mirror=mirror, calls=calls)).items():
+            label = f"{kind}, {'mirror' if mirror else 'Redis (MGET, SCAN for all venues)'}"
+            p50, p99 = h.percentile(samples, 50), h.percentile(samples, 99)
+            rows.append([label, str(len(samples)), f"{p50:.0f}", f"{p99:.0f}"])
+    print()
+    print("The GetLatestPrice handler alone (in this process, no gRPC; the writer still running), µs per call:")
+    print(h.table(["handler path", "calls", "p50 µs", "p99 µs"], rows))
 
 
 def report(results: dict[str, Samples], config: Config) -> None:
@@ -239,7 +344,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, help="paced requests per contender and repetition")
     parser.add_argument("--reps", type=int, help="repetitions (contender order rotates)")
     parser.add_argument("--closed-secs", type=float, help="closed-loop seconds per contender and repetition")
+    parser.add_argument(
+        "--updates-per-sec", type=float, default=200.0, help="writes to the BTC-USDT keys during the run (0: none)"
+    )
+    parser.add_argument(
+        "--compare-redis", action="store_true", help="also time a query process without the mirror (reads Redis)"
+    )
+    parser.add_argument("--writer", metavar="REDIS_URL", help=argparse.SUPPRESS)  # the writer process's own mode
     args = parser.parse_args(argv)
+    if args.writer:
+        write_forever(args.writer, args.updates_per_sec)
+        return 0
     config = Config(
         rate=args.rate,
         requests=args.requests or (1500 if args.quick else 5000),
@@ -255,11 +370,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 client = redis.Redis.from_url(redis_server.url)
                 stack.callback(client.close)
                 seed(client)
-                grpc_port = start_query(stack, directory, redis_server.url)
-            channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-            stack.callback(channel.close)
-            results = measure(contenders(channel), config)
+                servers = {"mirror": start_query(stack, directory, redis_server.url, mirror=True)}
+                if args.compare_redis:
+                    servers["Redis"] = start_query(stack, directory, redis_server.url, mirror=False)
+                if args.updates_per_sec > 0:
+                    start_writer(stack, directory, redis_server.url, args.updates_per_sec)
+            channels = {label: grpc.insecure_channel(f"127.0.0.1:{port}") for label, port in servers.items()}
+            for channel in channels.values():
+                stack.callback(channel.close)
+            calls = {"no-op (health Check)": noop_call(channels["mirror"])}
+            for label, channel in channels.items():
+                calls.update(latest_calls(channel, label))
+            print(f"{args.updates_per_sec:,.0f} writes/s to the BTC-USDT keys during the run")
+            results = measure(calls, config)
             report(results, config)
+            with client_gc_paused():
+                handler_report(redis_server.url, calls=config.requests)
     except KeyboardInterrupt:
         print("\ninterrupted; every process started was stopped", file=sys.stderr)
         return 130

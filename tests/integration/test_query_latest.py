@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import grpc
 import pytest
@@ -35,11 +36,24 @@ READY_TIMEOUT_SECS = 60.0
 MS = 1_000_000
 
 
+MIRROR_LIVE = "latest-price mirror live"
+
+
 @pytest.fixture(scope="module")
-def query_address(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def query_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("query")
+
+
+@pytest.fixture(scope="module")
+def query_address(redis_server: RedisServer, query_dir: Path) -> Iterator[str]:
     """`python -m tickstrata query` on free loopback ports, ready; SIGTERM'd (and must exit 0) afterwards."""
-    with running_query(tmp_path_factory.mktemp("query"), redis_server.url) as address:
+    with running_query(query_dir, redis_server.url) as address:
         yield address
+
+
+def wait_for_mirror(log_dir: Path, *, times: int = 1) -> None:
+    """Until the query process logged that its in-process mirror of the cache went live (`times` times)."""
+    _wait(lambda: (log_dir / "query.log").read_text().count(MIRROR_LIVE) >= times, "the mirror to go live")
 
 
 def put(client: redis.Redis, exchange: str, symbol: str, price: str, *, recv_ago_ms: int = 0) -> LatestPrice:
@@ -262,3 +276,66 @@ def test_subscribe_latest_conflates_for_a_slow_reader(query_address: str, redis_
 def test_subscribe_latest_without_symbols_is_invalid(query_address: str) -> None:
     with MarketDataClient(query_address) as client, pytest.raises(InvalidQueryError, match="symbols"):
         next(client.subscribe_latest([]))
+
+
+def _latest_price(client: MarketDataClient, exchange: str) -> Decimal | None:
+    rows = client.latest("BTC-USDT", [exchange])
+    return rows[0].price if rows else None
+
+
+def test_the_mirror_follows_every_write_delete_and_new_venue(
+    query_address: str, query_dir: Path, redis_client: redis.Redis
+) -> None:
+    wait_for_mirror(query_dir)
+    put(redis_client, "binance", "BTC-USDT", "1")
+    with MarketDataClient(query_address) as client:
+        _wait(lambda: _latest_price(client, "binance") == Decimal(1), "the first value")
+        for price in range(2, 30):
+            put(redis_client, "binance", "BTC-USDT", str(price))
+            # An answer may lag a write by the invalidation's trip, never go back: poll until the new value.
+            seen = [_latest_price(client, "binance")]
+            deadline = time.monotonic() + 30
+            while seen[-1] != price:
+                assert time.monotonic() < deadline, f"price {price} never served: {seen[-20:]}"
+                seen.append(_latest_price(client, "binance"))
+            assert set(seen) <= {price - 1, price}, seen
+        put(redis_client, "okx", "BTC-USDT", "7")  # a venue the mirror has never read: found without SCAN
+        _wait(lambda: [r.exchange for r in client.latest("BTC-USDT")] == ["binance", "okx"], "the new venue")
+        redis_client.delete(latest_price_key("binance", "BTC-USDT"))
+        _wait(lambda: _latest_price(client, "binance") is None, "the deletion")
+        assert [row.exchange for row in client.latest("BTC-USDT")] == ["okx"]
+        redis_client.flushall()  # a flush empties the copy and its venue index
+        _wait(lambda: client.latest("BTC-USDT") == [], "the flush")
+
+
+def test_redis_down_is_unavailable_never_a_remembered_price(tmp_path: Path) -> None:
+    port = free_port()
+    server = RedisServer(tmp_path / "redis", port=port).start()
+    try:
+        with running_query(tmp_path, server.url) as address, MarketDataClient(address) as client:
+            wait_for_mirror(tmp_path)
+            writer = redis.Redis.from_url(server.url)
+            put(writer, "binance", "BTC-USDT", "100")
+            writer.close()
+            _wait(lambda: _latest_price(client, "binance") == Decimal(100), "the price in the mirror")
+            server.stop()
+
+            def unavailable() -> bool:
+                try:
+                    client.latest("BTC-USDT", ["binance"])
+                except QueryServiceUnavailableError:
+                    return True
+                return False
+
+            _wait(unavailable, "UNAVAILABLE once Redis is down")
+            for _ in range(20):  # and it stays so: the copy is not served without its invalidation connection
+                with pytest.raises(QueryServiceUnavailableError, match="latest-price cache unreachable"):
+                    client.latest("BTC-USDT", ["binance"])
+            server = RedisServer(tmp_path / "redis", port=port).start()  # empty: --save ""
+            wait_for_mirror(tmp_path, times=2)
+            writer = redis.Redis.from_url(server.url)
+            put(writer, "binance", "BTC-USDT", "200")
+            writer.close()
+            _wait(lambda: _latest_price(client, "binance") == Decimal(200), "the new Redis's price")
+    finally:
+        server.stop()

@@ -47,3 +47,13 @@ class QuerySettings(GrpcRedisSettings):
 
     live_block_ms: int = Field(default=500, ge=1, le=60_000)
     """How long the live reader's XREAD waits for new trades; also how late it notices a new stream or a stop."""
+
+    # ---- latest prices: the in-process mirror of the cache (query/mirror.py) -------------------------------
+
+    latest_mirror: bool = True
+    """Answer latest prices from an in-process copy of the cache, kept coherent by Redis invalidations (CLIENT
+    TRACKING); false: every GetLatestPrice reads Redis."""
+
+    latest_mirror_max_lag_ms: int = Field(default=100, ge=10, le=10_000)
+    """The copy answers only while confirmed in step with Redis within this many ms: the bound on how long a
+    value superseded in Redis can still be served (typically it is replaced within one round trip)."""
