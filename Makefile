@@ -8,7 +8,7 @@ BIN     := .cache/bin
 PYTEST_ARGS ?=
 DEMO_SECS ?= 60
 
-.PHONY: help setup check lint typecheck imports protos proto-check chart-check test test-unit test-integration reliability demo bench clean
+.PHONY: help setup setup-kube check lint typecheck imports protos proto-check chart-check test test-unit test-integration reliability demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -16,7 +16,10 @@ help:  ## list the targets
 setup:  ## install everything (venv from uv.lock, Redis, JDK, QuestDB, S3 server, buf) into .cache/, idempotently
 	@bash scripts/setup.sh
 
-check: setup lint typecheck imports proto-check chart-check  ## ruff, mypy --strict, import contracts, protos, chart
+setup-kube:  ## build etcd, kube-apiserver, kube-controller-manager and helm from the Go module proxy (~25 min once)
+	@bash scripts/setup_kube.sh
+
+check: setup setup-kube lint typecheck imports proto-check chart-check  ## ruff, mypy --strict, import contracts, protos, chart
 	@echo "make check: all checks passed"
 
 lint:
@@ -38,13 +41,13 @@ proto-check:
 chart-check:
 	$(PY) scripts/check_chart.py
 
-test: setup  ## install everything, then run every test (unit + integration) against real servers
+test: setup setup-kube  ## install everything, then run every test (unit + integration) against real servers
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: setup
+test-integration: setup setup-kube
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 reliability: setup  ## full-size crash-safety run: 1M events, 20 kill -9 of the writer (the 30 s QuestDB outage runs in make test)

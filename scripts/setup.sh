@@ -3,6 +3,8 @@
 #
 #   bash scripts/setup.sh            everything (what `make test` and `make demo` call)
 #   bash scripts/setup.sh python     only the virtual environment
+#   bash scripts/setup.sh kube       the Kubernetes test toolchain (scripts/setup_kube.sh; `make test` runs it,
+#                                    `make demo` does not need it)
 #
 # Each step is skipped when its stamped result is already in the cache, so a second run takes seconds.
 # Nothing is downloaded except from the package registries (PyPI, Maven Central, the Go module proxy, npm, Debian).
@@ -157,7 +159,8 @@ main() {
       log "ready: $("$BIN/redis-server" --version | cut -d' ' -f3), QuestDB $QUESTDB_VERSION on" \
           "$("$BIN/java" -version 2>&1 | head -n 1), S3 $(cat "$CACHE/versitygw.stamp" 2>/dev/null || echo "s3proxy $S3PROXY_VERSION"), buf $BUF_VERSION"
       ;;
-    *) log "unknown target '$what' (use: all | python)"; exit 2 ;;
+    kube) bash "$ROOT/scripts/setup_kube.sh" ;;
+    *) log "unknown target '$what' (use: all | python | kube)"; exit 2 ;;
   esac
 }
 

@@ -1,15 +1,73 @@
-"""Operator: reconciles ExchangeFeed resources (the skeleton runs the lifecycle; kopf handlers come later)."""
+"""Operator: runs kopf with the ExchangeFeed handlers inside the common service lifecycle.
+
+`/healthz` (the liveness probe) answers while the process runs; if kopf's loop ends or fails, the supervised task
+stops the service and the process exits non-zero, so the pod is restarted. `/readyz` is ready once kopf has
+started its watches.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+import logging
+from typing import ClassVar, Final
 
+import kopf
+import urllib3
+
+from tickstrata.common.health import CheckResult
 from tickstrata.common.lifecycle import ServiceApp, ServiceContext
+from tickstrata_operator.handlers import build_registry
+from tickstrata_operator.kube_io import Kube, load_api_client
+from tickstrata_operator.reconcile import Reconciler
 from tickstrata_operator.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+KOPF_STOP_SECS: Final = 10.0
 
 
 class OperatorApp(ServiceApp[OperatorSettings]):
     name: ClassVar[str] = "operator"
 
+    def __init__(self, settings: OperatorSettings) -> None:
+        super().__init__(settings)
+        self._stop_flag = asyncio.Event()
+        self._ready_flag = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
     async def start(self, context: ServiceContext) -> None:
-        """Nothing to watch yet: the ExchangeFeed handlers arrive with the Kubernetes issue."""
+        # kopf logs every handler run at INFO with its whole settings object; the reconciler logs what changed.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        api = await asyncio.to_thread(load_api_client)
+        if not api.configuration.verify_ssl:
+            # Told so by the kubeconfig (`insecure-skip-tls-verify`): say it once, not on every request.
+            logger.warning("the Kubernetes API server's certificate is not verified (insecure-skip-tls-verify)")
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        reconciler = Reconciler(Kube(api), self.settings)
+        registry = build_registry(reconciler, self.settings)
+        namespace = self.settings.namespace
+        self._task = context.spawn(
+            kopf.operator(
+                registry=registry,
+                standalone=True,
+                clusterwide=not namespace,
+                namespaces=[namespace] if namespace else (),
+                stop_flag=self._stop_flag,
+                ready_flag=self._ready_flag,
+            ),
+            name="kopf",
+        )
+
+        async def watching() -> CheckResult:
+            ready = self._ready_flag.is_set()
+            return CheckResult(ready, "watching ExchangeFeeds" if ready else "kopf is starting")
+
+        context.health.add_check("kopf", watching)
+        logger.info("operator started", extra={"namespace": namespace or "(all)"})
+
+    async def stop_intake(self) -> None:
+        self._stop_flag.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=KOPF_STOP_SECS)
+            if not done:
+                self._task.cancel()

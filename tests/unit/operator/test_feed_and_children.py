@@ -1,0 +1,176 @@
+"""The operator's pure core: parsing a feed and building its children (no API server here)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from tickstrata_operator.children import CHECKSUM_ANNOTATION, FEED_LABEL, desired_children
+from tickstrata_operator.feed import InvalidFeedError, parse_feed
+from tickstrata_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(image="registry.example/tickstrata:1.2.3", redis_url="redis://redis:6379/0")
+
+
+def body(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "btc", "namespace": "md", "uid": "uid-1", "generation": 3},
+        "spec": {"exchange": "binance", "market": "spot", "symbols": ["BTC-USDT", "ETH-USDT"], **spec},
+    }
+
+
+def children(**spec: Any) -> dict[str, dict[str, Any]]:
+    return {child.name: child.body for child in desired_children(parse_feed(body(**spec)), SETTINGS)}
+
+
+def test_defaults_give_a_collector_and_two_cron_jobs() -> None:
+    kinds = [(child.kind, child.name) for child in desired_children(parse_feed(body()), SETTINGS)]
+    assert kinds == [
+        ("ConfigMap", "btc-collector"),
+        ("Deployment", "btc-collector"),
+        ("CronJob", "btc-tier-warm"),
+        ("CronJob", "btc-tier-cold"),
+    ]
+
+
+def test_the_feed_file_is_what_the_collector_reads() -> None:
+    config = next(
+        child
+        for child in desired_children(
+            parse_feed(body(market="usdm-futures", channels={"funding": True, "book": {"enabled": True}})), SETTINGS
+        )
+        if child.kind == "ConfigMap"
+    )
+    feed_file = yaml.safe_load(config.body["data"]["feed.yaml"])
+    assert feed_file == {
+        "exchange": "binance-usdm",
+        "symbols": ["BTC-USDT", "ETH-USDT"],
+        "channels": ["trades", "candles", "books", "funding"],
+    }
+    # And the collector's own settings loader accepts it.
+    from tickstrata.collector.settings import FEED_KEYS  # noqa: PLC0415
+
+    assert set(feed_file) <= set(FEED_KEYS)
+
+
+def test_every_child_is_labelled_and_owned() -> None:
+    for child in desired_children(parse_feed(body()), SETTINGS):
+        metadata = child.body["metadata"]
+        assert metadata["namespace"] == "md"
+        assert metadata["labels"][FEED_LABEL] == "btc"
+        assert metadata["labels"]["app.kubernetes.io/managed-by"] == "tickstrata-operator"
+        assert metadata["labels"]["tickstrata.io/exchange"] == "binance"
+        (owner,) = metadata["ownerReferences"]
+        assert owner == {
+            "apiVersion": "tickstrata.io/v1alpha1",
+            "kind": "ExchangeFeed",
+            "name": "btc",
+            "uid": "uid-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def _pod_specs(built: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    specs = []
+    for item in built.values():
+        if item["kind"] == "Deployment":
+            specs.append(item["spec"]["template"]["spec"])
+        elif item["kind"] == "CronJob":
+            specs.append(item["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+    return specs
+
+
+def test_pods_meet_the_restricted_profile() -> None:
+    specs = _pod_specs(children(credentials={"secretRef": {"name": "keys"}}))
+    assert len(specs) == 3
+    for spec in specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        assert not any(key in spec for key in ("hostNetwork", "hostPID", "hostIPC"))
+        for volume in spec["volumes"]:
+            assert set(volume) - {"name"} <= {"configMap", "emptyDir", "secret", "projected"}
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_credentials_are_referenced_never_copied() -> None:
+    deployment = children(credentials={"secretRef": {"name": "keys"}})["btc-collector"]
+    env = {item["name"]: item for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["COLLECTOR_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "keys", "key": "API_KEY"}}
+    assert "value" not in env["COLLECTOR_API_KEY"]
+
+
+def test_a_symbol_change_changes_the_checksum_and_nothing_else_rolls_without_one() -> None:
+    def checksum(**spec: Any) -> str:
+        deployment = next(c for c in desired_children(parse_feed(body(**spec)), SETTINGS) if c.kind == "Deployment")
+        return str(deployment.body["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION])
+
+    assert checksum() == checksum()
+    assert checksum() != checksum(symbols=["BTC-USDT"])
+    assert checksum() != checksum(channels={"quotes": True})
+    assert checksum() == checksum(retention={"hotDays": 3, "warmDays": 30})  # retention is the CronJobs' business
+
+
+def test_suspend_scales_to_zero_and_suspends_the_cron_jobs() -> None:
+    built = children(suspend=True)
+    assert built["btc-collector"]["spec"]["replicas"] == 0
+    assert built["btc-tier-warm"]["spec"]["suspend"] is True
+    assert built["btc-tier-cold"]["spec"]["suspend"] is True
+    assert children()["btc-collector"]["spec"]["replicas"] == 1
+
+
+def test_cold_expiry_job_only_with_a_cold_limit_and_schedules_follow_the_minute() -> None:
+    built = children(retention={"hotDays": 7, "warmDays": 30, "coldDays": 400}, tiering={"schedule": "5 */2 * * *"})
+    assert built["btc-tier-warm"]["spec"]["schedule"] == "5 */2 * * *"
+    assert built["btc-tier-cold"]["spec"]["schedule"] == "5 2 * * *"
+    assert built["btc-expire-cold"]["spec"]["schedule"] == "5 4 * * *"
+    env = {
+        e["name"]: e["value"]
+        for e in built["btc-expire-cold"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "value" in e
+    }
+    assert (env["TIERER_STAGE"], env["TIERER_COLD_DAYS"], env["TIERER_SYMBOLS"]) == (
+        "expire-cold",
+        "400",
+        "BTC-USDT,ETH-USDT",
+    )
+    assert "btc-expire-cold" not in children()
+    assert children(tiering={"schedule": "@hourly"})["btc-tier-cold"]["spec"]["schedule"] == "0 2 * * *"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"exchange": "kraken"}, "spec.exchange"),
+        ({"market": "margin"}, "spec.market"),
+        ({"symbols": []}, "spec.symbols"),
+        ({"symbols": ["BTC-USDT", "btc"]}, "spec.symbols[1]"),
+        ({"symbols": ["BTC-USDT", "BTC-USDT"]}, "spec.symbols"),
+        ({"channels": {"trades": False, "candles": False}}, "spec.channels"),
+        ({"channels": {"funding": True}}, "spec.channels.funding"),
+        ({"channels": {"book": {"depth": 7}}}, "spec.channels.book.depth"),
+        ({"retention": {"hotDays": 9, "warmDays": 9}}, "spec.retention.warmDays"),
+        ({"retention": {"warmDays": 30, "coldDays": 20}}, "spec.retention.coldDays"),
+        ({"retention": {"hotDays": True}}, "spec.retention.hotDays"),
+        ({"suspend": "yes"}, "spec.suspend"),
+    ],
+)
+def test_the_parser_refuses_what_the_crd_refuses_with_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidFeedError) as raised:
+        parse_feed(body(**change))
+    assert raised.value.field == field
+
+
+def test_a_long_name_is_refused() -> None:
+    long = copy.deepcopy(body())
+    long["metadata"]["name"] = "x" * 41
+    with pytest.raises(InvalidFeedError, match=r"metadata\.name"):
+        parse_feed(long)
