@@ -19,11 +19,30 @@ from tickstrata.common.lifecycle import ServiceApp, ServiceContext
 from tickstrata_operator.handlers import build_registry
 from tickstrata_operator.kube_io import Kube, load_api_client
 from tickstrata_operator.reconcile import Reconciler
+from tickstrata_operator.resync import resync_forever
 from tickstrata_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
 KOPF_STOP_SECS: Final = 10.0
+
+
+class _KopfRecordFilter(logging.Filter):
+    """Drop what kopf attaches to each record for its own event posting (its whole settings object, a flag), so
+    our formatters do not print it as fields; keep `k8s_ref`, which says which object the line is about."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("kopf"):
+            record.__dict__.pop("settings", None)
+            record.__dict__.pop("k8s_skip", None)
+        return True
+
+
+def _quiet_kopf() -> None:
+    # kopf logs every handler run at INFO; the reconciler logs what changed instead.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_KopfRecordFilter())
 
 
 class OperatorApp(ServiceApp[OperatorSettings]):
@@ -36,14 +55,14 @@ class OperatorApp(ServiceApp[OperatorSettings]):
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, context: ServiceContext) -> None:
-        # kopf logs every handler run at INFO with its whole settings object; the reconciler logs what changed.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        _quiet_kopf()
         api = await asyncio.to_thread(load_api_client)
         if not api.configuration.verify_ssl:
             # Told so by the kubeconfig (`insecure-skip-tls-verify`): say it once, not on every request.
             logger.warning("the Kubernetes API server's certificate is not verified (insecure-skip-tls-verify)")
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        reconciler = Reconciler(Kube(api), self.settings)
+        kube = Kube(api)
+        reconciler = Reconciler(kube, self.settings)
         registry = build_registry(reconciler, self.settings)
         namespace = self.settings.namespace
         self._task = context.spawn(
@@ -57,12 +76,21 @@ class OperatorApp(ServiceApp[OperatorSettings]):
             ),
             name="kopf",
         )
+        # kopf installs its own SIGTERM/SIGINT handlers (replacing the lifecycle's) and ends on a signal: its end,
+        # whatever the cause, starts the service's orderly stop, so the process always exits.
+        self._task.add_done_callback(lambda _: context.stop_event.set())
 
         async def watching() -> CheckResult:
             ready = self._ready_flag.is_set()
             return CheckResult(ready, "watching ExchangeFeeds" if ready else "kopf is starting")
 
         context.health.add_check("kopf", watching)
+        context.spawn(
+            resync_forever(
+                kube, reconciler, namespace, interval_secs=self.settings.resync_interval_secs, stop=self._stop_flag
+            ),
+            name="resync",
+        )
         logger.info("operator started", extra={"namespace": namespace or "(all)"})
 
     async def stop_intake(self) -> None:

@@ -4,11 +4,11 @@ Three ways a feed gets reconciled, so no drift outlives the resync interval:
 - its own create, update (spec or metadata) and the operator's resume;
 - any watch event of a child (labelled `app.kubernetes.io/managed-by: tickstrata-operator`): a child deleted or
   hand-edited is restored right away;
-- a timer per feed every `OPERATOR_RESYNC_INTERVAL_SECS`, for anything a watch missed (an event lost while the
-  watch reconnected, the operator down).
+- the resync loop (`resync.py`), every `OPERATOR_RESYNC_INTERVAL_SECS`, for anything a watch missed (an event
+  lost while the watch reconnected, the operator down).
 
-There is no delete handler, hence no finalizer: children carry owner references and the garbage collector deletes
-them with the feed, even while the operator is down.
+No delete handler and no kopf timer (kopf guards both with a finalizer), hence no finalizer: children carry owner
+references and the garbage collector deletes them with the feed, even while the operator is down.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ def backoff_secs(retry: int) -> float:
     return min(MAX_BACKOFF_SECS, float(2 ** min(retry, 6)))
 
 
-def _run(reconciler: Reconciler, body: Mapping[str, Any], retry: int) -> dict[str, Any]:
+def _run(reconciler: Reconciler, body: Mapping[str, Any], retry: int) -> None:
+    """Returns nothing: kopf would store a result in the status, which our schema does not hold."""
     try:
-        outcome = reconciler.reconcile(body)
+        reconciler.reconcile(body)
     except TemporaryReconcileError as error:
         raise kopf.TemporaryError(str(error), delay=backoff_secs(retry)) from None
     except PermanentReconcileError as error:
         raise kopf.PermanentError(str(error)) from None
-    return {"changed": list(outcome.changed)}
 
 
 def build_registry(reconciler: Reconciler, settings: OperatorSettings) -> kopf.OperatorRegistry:
@@ -72,17 +72,8 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings) -> kopf.O
     @kopf.on.resume(*feeds, registry=registry)
     @kopf.on.create(*feeds, registry=registry)
     @kopf.on.update(*feeds, registry=registry)
-    def feed_changed(body: kopf.Body, retry: int, **_: Any) -> dict[str, Any]:
-        return _run(reconciler, body, retry)
-
-    @kopf.timer(
-        *feeds, interval=settings.resync_interval_secs, initial_delay=settings.resync_interval_secs, registry=registry
-    )
-    def resync(body: kopf.Body, **_: Any) -> None:
-        try:
-            reconciler.reconcile(body)
-        except (TemporaryReconcileError, PermanentReconcileError) as error:
-            logger.warning("resync failed", extra={"feed": body.get("metadata", {}).get("name"), "error": str(error)})
+    def feed_changed(body: kopf.Body, retry: int, **_: Any) -> None:
+        _run(reconciler, body, retry)
 
     def child_event(body: kopf.Body, type: str | None, **_: Any) -> None:
         metadata = body.get("metadata") or {}

@@ -126,6 +126,12 @@ class Kube:
             if error.status != 404:
                 raise
 
+    def list_feeds(self, namespace: str) -> list[dict[str, Any]]:
+        """Every ExchangeFeed in `namespace`, or in the whole cluster when it is empty."""
+        path = self._path("ExchangeFeed", namespace) if namespace else f"/apis/{API_GROUP}/{API_VERSION}/{PLURAL}"
+        listed = self._call("GET", path)
+        return list(listed.get("items") or [])
+
     def list_owned(self, kind: str, namespace: str, feed_name: str, feed_label: str) -> list[dict[str, Any]]:
         """Every `kind` object labelled as a child of the feed `feed_name`."""
         listed = self._call("GET", self._path(kind, namespace, query={"labelSelector": f"{feed_label}={feed_name}"}))

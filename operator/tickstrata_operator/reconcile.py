@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from tickstrata_operator.children import FEED_LABEL, Child, desired_children
 from tickstrata_operator.diff import merge_patch
-from tickstrata_operator.feed import Feed, InvalidFeedError, parse_feed
+from tickstrata_operator.feed import KIND, Feed, InvalidFeedError, parse_feed
 from tickstrata_operator.kube_io import CHILD_KINDS, Kube, KubeApiError
 from tickstrata_operator.settings import OperatorSettings
 from tickstrata_operator.status import Outcome, status_differs, status_patch
@@ -56,9 +56,19 @@ def classify(error: KubeApiError, what: str) -> Exception:
     return PermanentReconcileError(what, str(error))
 
 
-def _is_owned_by(actual: Mapping[str, Any], feed: Feed) -> bool:
+def _controllers(actual: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     references = (actual.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == feed.uid and ref.get("controller") for ref in references)
+    return [ref for ref in references if ref.get("controller")]
+
+
+def _is_owned_by(actual: Mapping[str, Any], feed: Feed) -> bool:
+    return any(ref.get("uid") == feed.uid for ref in _controllers(actual))
+
+
+def _is_owned_by_predecessor(actual: Mapping[str, Any], feed: Feed) -> bool:
+    """Owned by an earlier ExchangeFeed of the same name (deleted and re-created): the child is adopted rather
+    than left for the garbage collector and created again."""
+    return any(ref.get("kind") == KIND and ref.get("name") == feed.name for ref in _controllers(actual))
 
 
 class Reconciler:
@@ -139,7 +149,7 @@ class Reconciler:
                     actual = self._kube.get(child.kind, feed.namespace, child.name)  # created meanwhile
                     if actual is None:
                         raise
-            if not _is_owned_by(actual, feed):
+            if not _is_owned_by(actual, feed) and not _is_owned_by_predecessor(actual, feed):
                 raise PermanentReconcileError(
                     f"{what}.metadata.ownerReferences",
                     f"{what} exists and is not owned by this feed: rename or delete it",

@@ -5,6 +5,7 @@ integration test (pytest discovers fixtures by name in a conftest's namespace).
 """
 
 from tests.integration.servers.chdb_fixtures import chdb_client, chdb_path
+from tests.integration.servers.kube_fixtures import kube_cluster, kube_namespace
 from tests.integration.servers.otlp_fixtures import otlp_receiver
 from tests.integration.servers.questdb_fixtures import questdb_server, questdb_table
 from tests.integration.servers.redis_fixtures import redis_client, redis_server
@@ -14,6 +15,8 @@ from tests.integration.servers.simulator_fixtures import simulator
 __all__ = [
     "chdb_client",
     "chdb_path",
+    "kube_cluster",
+    "kube_namespace",
     "otlp_receiver",
     "questdb_server",
     "questdb_table",
