@@ -1,7 +1,9 @@
-"""Validate the Helm chart and skaffold.yaml offline: Chart.yaml fields, every values file against the schema.
+"""Validate the Helm chart and skaffold.yaml offline: Chart.yaml fields, every values file against the schema,
+then `helm lint --strict` and `helm template` with each values file.
 
-Helm itself is not needed: `values.schema.json` is JSON Schema, which Helm also enforces at install time, so a
-values file that passes here is one `helm install -f` accepts. Exit 1 with each problem named, else 0.
+The schema check needs no Helm (`values.schema.json` is JSON Schema, which Helm also enforces at install time).
+The helm steps use `.cache/kube/bin/helm` (`make setup-kube`); without it they are skipped with a note. Exit 1 with
+each problem named, else 0.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +61,18 @@ def chart_problems(chart_dir: Path) -> Iterator[str]:
             yield f"{chart_dir}/{name}: {path}: {error.message}"
 
 
+def helm_problems(chart_dir: Path, helm: Path) -> Iterator[str]:
+    """`helm lint --strict` and `helm template` for values.yaml and each values-<env>.yaml."""
+    for values_file in [chart_dir / "values.yaml", *sorted(chart_dir.glob("values-*.yaml"))]:
+        for action in (["lint", "--strict", str(chart_dir)], ["template", "check", str(chart_dir), "--include-crds"]):
+            done = subprocess.run(
+                [str(helm), *action, "-f", str(values_file)], capture_output=True, text=True, timeout=120, check=False
+            )
+            if done.returncode != 0:
+                output = (done.stderr or done.stdout).strip().splitlines()[-5:]
+                yield f"{chart_dir}: helm {action[0]} -f {values_file.name}: " + " / ".join(output)
+
+
 def skaffold_problems(repo_root: Path) -> Iterator[str]:
     config = load_yaml(repo_root / "skaffold.yaml")
     if not str(config.get("apiVersion", "")).startswith("skaffold/") or config.get("kind") != "Config":
@@ -85,8 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root: Path = args.repo_root
     problems = [*skaffold_problems(root)]
+    helm = root / ".cache" / "kube" / "bin" / "helm"
     for chart_dir in sorted(p.parent for p in (root / "charts").glob("*/Chart.yaml")):
         problems.extend(chart_problems(chart_dir))
+        if helm.exists():
+            problems.extend(helm_problems(chart_dir, helm))
+    if not helm.exists():
+        print(f"chart check: {helm} missing (make setup-kube): helm lint and template skipped")
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

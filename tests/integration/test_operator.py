@@ -29,6 +29,7 @@ from tests.integration.operator_harness import (
     wait_converged,
     wait_until,
 )
+from tests.pod_security import restricted_violations
 from tickstrata.localstack.kube import KubeCluster
 from tickstrata_operator.children import CHECKSUM_ANNOTATION
 
@@ -63,6 +64,15 @@ def test_a_feed_gets_exactly_its_children(kube_cluster: KubeCluster, namespace: 
         ("CronJob", "spot-tier-warm"),
         ("Deployment", "spot-collector"),
     ]
+    for (kind, name), child in children.items():
+        spec = child["spec"]
+        pod = (
+            spec["template"]["spec"]
+            if kind == "Deployment"
+            else spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec")
+        )
+        if pod is not None:
+            assert restricted_violations(f"{kind}/{name}", pod) == []
     deployment = children[("Deployment", "spot-collector")]
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     assert deployment["spec"]["replicas"] == 1

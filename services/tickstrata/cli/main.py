@@ -7,6 +7,7 @@ but the operator's, and a command loads only what it uses, which keeps start-up 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple, cast
@@ -44,8 +45,14 @@ def usage() -> str:
     )
 
 
+ROLE_VARIABLE: Final = "TICKSTRATA_ROLE"
+"""The command to run when none is given: the container image's role (`docker build --build-arg ROLE=writer`)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args and os.environ.get(ROLE_VARIABLE):
+        args = [os.environ[ROLE_VARIABLE]]
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if args else 2
