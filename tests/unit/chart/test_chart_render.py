@@ -23,16 +23,6 @@ CHART = ROOT / "charts" / "tickstrata"
 HELM = ROOT / ".cache" / "kube" / "bin" / "helm"
 VALUES_FILES = ["values.yaml", "values-dev.yaml", "values-prod.yaml"]
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
-RESTRICTED_VOLUME_TYPES = {
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
-}
 
 
 @pytest.fixture(scope="module", autouse=True)
