@@ -16,10 +16,11 @@ import urllib3
 
 from tickstrata.common.health import CheckResult
 from tickstrata.common.lifecycle import ServiceApp, ServiceContext
+from tickstrata_operator.feed_stats import StatsReader
 from tickstrata_operator.handlers import build_registry
 from tickstrata_operator.kube_io import Kube, load_api_client
 from tickstrata_operator.reconcile import Reconciler
-from tickstrata_operator.resync import resync_forever
+from tickstrata_operator.resync import StatsTracker, resync_forever
 from tickstrata_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -85,12 +86,17 @@ class OperatorApp(ServiceApp[OperatorSettings]):
             return CheckResult(ready, "watching ExchangeFeeds" if ready else "kopf is starting")
 
         context.health.add_check("kopf", watching)
-        context.spawn(
-            resync_forever(
-                kube, reconciler, namespace, interval_secs=self.settings.resync_interval_secs, stop=self._stop_flag
-            ),
-            name="resync",
+        stats_url = self.settings.stats_redis_url or self.settings.redis_url
+        stats = None if stats_url == "off" else StatsTracker(StatsReader(stats_url))
+        resync = resync_forever(
+            kube,
+            reconciler,
+            namespace,
+            interval_secs=self.settings.resync_interval_secs,
+            stop=self._stop_flag,
+            stats=stats,
         )
+        context.spawn(resync, name="resync")
         logger.info("operator started", extra={"namespace": namespace or "(all)"})
 
     async def stop_intake(self) -> None:

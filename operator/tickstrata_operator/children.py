@@ -20,6 +20,7 @@ from typing import Any, Final
 import yaml
 
 from tickstrata_operator.feed import API_GROUP, API_VERSION, KIND, Feed
+from tickstrata_operator.feed_stats import stats_feed_name
 from tickstrata_operator.settings import OperatorSettings
 
 MANAGED_BY: Final = "tickstrata-operator"
@@ -171,6 +172,7 @@ def deployment(feed: Feed, settings: OperatorSettings, checksum: str) -> Child:
     name = collector_name(feed)
     env: list[Body] = [
         {"name": "COLLECTOR_FEED_FILE", "value": f"{FEED_FILE_DIR}/{FEED_FILE_KEY}"},
+        {"name": "COLLECTOR_FEED_NAME", "value": stats_feed_name(feed.namespace, feed.name)},
         {"name": "COLLECTOR_REDIS_URL", "value": settings.redis_url},
         {"name": "COLLECTOR_HEALTH_PORT", "value": str(COLLECTOR_HEALTH_PORT)},
         {"name": "COLLECTOR_GRPC_PORT", "value": str(COLLECTOR_GRPC_PORT)},

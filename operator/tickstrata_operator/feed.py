@@ -27,7 +27,7 @@ VENUES: Final[Mapping[tuple[str, str], str]] = {
 }
 """(exchange, market) → the collector's venue id (`COLLECTOR_EXCHANGE`, the `md:<venue>:*` stream names)."""
 
-SYMBOL_PATTERN: Final = re.compile(r"^[A-Z0-9]{2,20}-[A-Z0-9]{2,20}$")
+SYMBOL_PATTERN: Final = re.compile(r"^[A-Z0-9]{1,24}-[A-Z0-9]{1,24}(-PERP)?$")
 BOOK_DEPTHS: Final = (5, 10, 20, 50, 100, 500, 1000)
 
 
@@ -153,7 +153,7 @@ def _retention(spec: Mapping[str, Any]) -> Retention:
     return retention
 
 
-def _symbols(spec: Mapping[str, Any]) -> tuple[str, ...]:
+def _symbols(spec: Mapping[str, Any], market: str) -> tuple[str, ...]:
     symbols = spec.get("symbols")
     if not isinstance(symbols, list) or not symbols:
         raise InvalidFeedError("spec.symbols", "name at least one symbol, e.g. BTC-USDT")
@@ -162,6 +162,13 @@ def _symbols(spec: Mapping[str, Any]) -> tuple[str, ...]:
             raise InvalidFeedError(f"spec.symbols[{index}]", f"expected BASE-QUOTE in upper case, got {symbol!r}")
     if len(set(symbols)) != len(symbols):
         raise InvalidFeedError("spec.symbols", "each symbol at most once")
+    perpetual = market == "usdm-futures"
+    for index, symbol in enumerate(symbols):
+        if symbol.endswith("-PERP") is not perpetual:
+            raise InvalidFeedError(
+                f"spec.symbols[{index}]",
+                f"{market} symbols {'end' if perpetual else 'do not end'} in -PERP, got {symbol!r}",
+            )
     return tuple(symbols)
 
 
@@ -203,7 +210,7 @@ def parse_feed(body: Mapping[str, Any]) -> Feed:
         generation=int(metadata.get("generation", 0)),
         exchange=str(exchange),
         market=str(market),
-        symbols=_symbols(spec),
+        symbols=_symbols(spec, str(market)),
         channels=_channels(spec, str(market)),
         retention=_retention(spec),
         tiering_schedule=str(tiering.get("schedule", "17 * * * *")),

@@ -9,15 +9,64 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Mapping
+from typing import Any
 
+from redis.exceptions import RedisError
+
+from tickstrata_operator.feed_stats import Sample, StatsReader, stats_feed_name, status_fields
 from tickstrata_operator.kube_io import Kube, KubeApiError
 from tickstrata_operator.reconcile import PermanentReconcileError, Reconciler, TemporaryReconcileError
 
 logger = logging.getLogger(__name__)
 
 
-async def resync_once(kube: Kube, reconciler: Reconciler, namespace: str) -> int:
-    """Reconcile every feed once; return how many were reconciled without error."""
+class StatsTracker:
+    """The previous sample of every feed, and the status fields written from them."""
+
+    def __init__(self, reader: StatsReader) -> None:
+        self._reader = reader
+        self._previous: dict[str, Sample | None] = {}
+        self._warned = False
+
+    async def update(self, kube: Kube, feeds: list[Mapping[str, Any]]) -> None:
+        names = {stats_feed_name(f["metadata"]["namespace"], f["metadata"]["name"]): f for f in feeds}
+        try:
+            samples = await asyncio.to_thread(self._reader.read, list(names), time.monotonic_ns())
+        except (RedisError, OSError) as error:
+            if not self._warned:  # once per outage: every interval would repeat it
+                logger.warning("feed statistics unavailable: Redis unreachable", extra={"error": repr(error)})
+                self._warned = True
+            return
+        self._warned = False
+        now_wall_ns = time.time_ns()
+        for name, feed in names.items():
+            fields = status_fields(self._previous.get(name), samples[name], now_wall_ns)
+            self._previous[name] = samples[name]
+            old = feed.get("status") or {}
+            if not fields or all(old.get(key) == value for key, value in fields.items()):
+                continue
+            metadata = feed["metadata"]
+            try:
+                await asyncio.to_thread(
+                    kube.merge_patch,
+                    "ExchangeFeed",
+                    metadata["namespace"],
+                    metadata["name"],
+                    {"status": fields},
+                    status=True,
+                )
+            except KubeApiError as error:
+                logger.debug("feed statistics not written", extra={"feed": name, "error": str(error)})
+        self._previous = {name: self._previous[name] for name in names}  # forget deleted feeds
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+async def resync_once(kube: Kube, reconciler: Reconciler, namespace: str, stats: StatsTracker | None = None) -> int:
+    """Reconcile every feed once, then refresh their statistics; return how many reconciled without error."""
     try:
         feeds = await asyncio.to_thread(kube.list_feeds, namespace)
     except KubeApiError as error:
@@ -34,16 +83,28 @@ async def resync_once(kube: Kube, reconciler: Reconciler, namespace: str) -> int
             logger.warning("resync failed", extra={"feed": metadata.get("name"), "error": str(error)})
         else:
             done += 1
+    if stats is not None:
+        await stats.update(kube, [body for body in feeds if not (body.get("metadata") or {}).get("deletionTimestamp")])
     return done
 
 
 async def resync_forever(
-    kube: Kube, reconciler: Reconciler, namespace: str, *, interval_secs: float, stop: asyncio.Event
+    kube: Kube,
+    reconciler: Reconciler,
+    namespace: str,
+    *,
+    interval_secs: float,
+    stop: asyncio.Event,
+    stats: StatsTracker | None = None,
 ) -> None:
-    while True:
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_secs)
-        except TimeoutError:
-            await resync_once(kube, reconciler, namespace)
-        else:
-            return
+    try:
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval_secs)
+            except TimeoutError:
+                await resync_once(kube, reconciler, namespace, stats)
+            else:
+                return
+    finally:
+        if stats is not None:
+            stats.close()

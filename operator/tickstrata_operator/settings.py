@@ -48,6 +48,6 @@ class OperatorSettings(ServiceSettings):
     otel_exporter_otlp_endpoint: str = ""
     """OTLP endpoint given to the children (`OTEL_EXPORTER_OTLP_ENDPOINT`); empty: no export."""
 
-    stats_redis_url: str = ""
-    """Redis to read each feed's stream statistics from for the status columns (events/s, last event age);
-    empty uses `redis_url`, `off` disables the statistics."""
+    stats_redis_url: str = Field(default="", pattern=r"^(|off|rediss?://.*)$")
+    """Redis holding the collectors' totals, for the status columns (events/s, last event age), read once per
+    resync interval; empty: `redis_url`; `off`: no statistics."""

@@ -66,7 +66,9 @@ INVALID: list[Case] = [
     Case("symbol without a dash", _spec(symbols=["BTCUSDT"]), "spec.symbols[0]"),
     Case("symbol with a slash", _spec(symbols=["BTC/USDT"]), "spec.symbols[0]"),
     Case("symbol empty", _spec(symbols=["BTC-USDT", ""]), "spec.symbols[1]"),
-    Case("symbol too long", _spec(symbols=["A" * 21 + "-USDT"]), "spec.symbols[0]"),
+    Case("symbol too long", _spec(symbols=["A" * 25 + "-USDT"]), "spec.symbols[0]"),
+    Case("perpetual symbol on spot", _spec(symbols=["BTC-USDT-PERP"]), "spec.symbols"),
+    Case("spot symbol on futures", _spec(market="usdm-futures", symbols=["BTC-USDT"]), "spec.symbols"),
     Case("symbol with spaces", _spec(symbols=[" BTC-USDT"]), "spec.symbols[0]"),
     Case("symbol repeated", _spec(symbols=["BTC-USDT", "BTC-USDT"]), "spec.symbols[1]"),
     Case("too many symbols", _spec(symbols=[f"C{i:03d}-USDT" for i in range(201)]), "spec.symbols"),
@@ -149,7 +151,10 @@ INVALID: list[Case] = [
 
 VALID: list[tuple[str, Callable[[Body], None]]] = [
     ("minimal", lambda body: None),
-    ("usdm futures with funding", _spec(market="usdm-futures", channels={"funding": True})),
+    (
+        "usdm futures with funding",
+        _spec(market="usdm-futures", symbols=["BTC-USDT-PERP", "1000PEPE-USDT-PERP"], channels={"funding": True}),
+    ),
     ("books only", _spec(channels={"trades": False, "candles": False, "book": {"enabled": True, "depth": 1000}})),
     ("quotes and trades", _spec(channels={"quotes": True, "candles": False})),
     ("retention at the bounds", _spec(retention={"hotDays": 1, "warmDays": 2, "coldDays": 3})),

@@ -112,6 +112,7 @@ class OperatorProcess:
             "OPERATOR_LOG_JSON": "false",
             "PYTHONFAULTHANDLER": "1",  # a hung operator can be made to print every thread's stack (SIGABRT)
             "OPERATOR_IMAGE": TEST_IMAGE,
+            "OPERATOR_STATS_REDIS_URL": "off",  # tests of the statistics pass their own Redis
             **{f"OPERATOR_{key.upper()}": value for key, value in settings.items()},
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -26,7 +26,7 @@ from tests.integration.servers.simulator_fixtures import SimulatorEndpoints, sta
 from tickstrata.backfill.v1 import backfill_service_pb2 as backfill_pb
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc as backfill_grpc
 from tickstrata.common.events import BookSnapshot, Candle, Funding, GapKind, Quote, Trade
-from tickstrata.common.streams import decode_entry, decode_latest_price, latest_price_key
+from tickstrata.common.streams import collector_stats_key, decode_entry, decode_latest_price, latest_price_key
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_pb2
 
@@ -146,6 +146,13 @@ def test_spot_and_usdm_publish_every_channel_for_20_symbols(
     assert {event.symbol for event in funding} == set(PERP_SYMBOLS)
     assert published.gaps() == []
     assert published.quarantined() == []
+    # Each collector's totals (the operator's events/s column): every event it published, and the newest one's time.
+    for exchange in ("binance", "binance-usdm"):
+        stats = published.client.hgetall(collector_stats_key(exchange))
+        streams = [f"md:{exchange}:{kind}" for kind in ("trades", "candles", "quotes", "books", "funding")]
+        published_events = [event for stream in streams for event in published.events(stream)]
+        assert int(stats[b"events"]) == len(published_events)
+        assert int(stats[b"last_recv_ns"]) == max(event.ts_recv_ns for event in published_events)
 
 
 def test_dropped_trades_become_one_exact_trade_id_gap(

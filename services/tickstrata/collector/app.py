@@ -28,6 +28,7 @@ from tickstrata.common.grpc_app import GrpcRedisApp
 from tickstrata.common.grpc_server import Registrar
 from tickstrata.common.health import CheckResult
 from tickstrata.common.lifecycle import ServiceContext
+from tickstrata.common.streams import collector_stats_key
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class CollectorApp(GrpcRedisApp[CollectorSettings]):
             batch_events=settings.publish_batch_events,
             stream_max_entries=settings.stream_max_entries,
             linger_ms=settings.publish_linger_ms,
+            stats_key=collector_stats_key(settings.feed_name or settings.exchange),
             tracer=telemetry.tracer,
             meter=telemetry.meter,
         )

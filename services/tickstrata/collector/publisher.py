@@ -27,7 +27,10 @@ from opentelemetry import metrics, trace
 
 from tickstrata.common.events import Event, Trade
 from tickstrata.common.streams import (
+    COLLECTOR_STATS_EVENTS,
+    COLLECTOR_STATS_LAST_RECV_NS,
     LatestPrice,
+    collector_stats_key,
     encode_latest_price,
     latest_price_key,
     stream_for,
@@ -51,6 +54,7 @@ class Publisher:
         batch_events: int,
         stream_max_entries: int,
         linger_ms: float = 1.0,
+        stats_key: str | None = None,
         tracer: trace.Tracer,
         meter: metrics.Meter,
     ) -> None:
@@ -61,6 +65,7 @@ class Publisher:
         self._linger_secs = linger_ms / 1000
         self._drain_limit = max(batch_events * 20, 1000)
         self._stream_max_entries = stream_max_entries
+        self._stats_key = stats_key if stats_key is not None else collector_stats_key(exchange)
         self._tracer = tracer
         self.published_events = 0
         self.published_entries = 0
@@ -142,6 +147,7 @@ class Publisher:
             if type(event) is Trade and not event.backfilled:
                 latest[event.symbol] = event
         pipe = self._client.pipeline(transaction=False)
+        entries = 0
         # One PRODUCER span per stream and round trip, open until Redis answered, its context in every entry.
         with contextlib.ExitStack() as spans:
             for stream, events in by_stream.items():
@@ -157,12 +163,16 @@ class Publisher:
                         tracestate=carrier.get("tracestate"),
                     )
                     pipe.xadd(name, fields, maxlen=self._stream_max_entries, approximate=True)
+                    entries += 1
             for symbol, trade in latest.items():
                 pipe.set(latest_price_key(self._exchange, symbol), encode_latest_price(LatestPrice.from_trade(trade)))
-            results = await pipe.execute()
+            # Totals for the operator's status (events/s, last event age): two cheap commands in the same trip.
+            pipe.hincrby(self._stats_key, COLLECTOR_STATS_EVENTS, len(batch))
+            pipe.hset(self._stats_key, COLLECTOR_STATS_LAST_RECV_NS, str(max(event.ts_recv_ns for event in batch)))
+            await pipe.execute()
         now_ns = time.time_ns()
         for trade in latest.values():
             self._cache_latency_ms.record((now_ns - trade.ts_event_ns) / 1e6)
         self.published_events += len(batch)
-        self.published_entries += len(results) - len(latest)
+        self.published_entries += entries
         self._published_counter.add(len(batch), {"exchange": self._exchange})

@@ -57,6 +57,10 @@ class CollectorSettings(GrpcRedisSettings):
     exchange: str = "binance"
     """Venue id: binance (spot) or binance-usdm (USD-M perpetuals)."""
 
+    feed_name: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=120)
+    """Name of this feed's statistics hash (`stats:collector:<name>`); empty: the exchange id. The operator sets
+    `<namespace>.<ExchangeFeed name>`."""
+
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC-USDT"])
     """Normalized symbols, comma-separated: BTC-USDT,ETH-USDT (spot) or BTC-USDT-PERP (USD-M)."""
 

@@ -6,6 +6,7 @@ Keys (exchange ids and symbols are validated by ``tickstrata.common.events``):
 - ``qa:gaps``, ``qa:quarantine`` gap events and quarantined input, from every exchange (the data-quality side)
 - ``dlq:<group>``               entries a consumer group gave up on, e.g. ``dlq:writer``
 - ``px:<exchange>:<symbol>``    latest-price cache value, e.g. ``px:binance:BTC-USDT``
+- ``stats:collector:<feed>``    a collector's publishing totals (a hash), read by the operator for its status
 
 A stream entry has short byte fields (a stream stores field names in every entry that differs from the
 first one of its node, so short names are cheap insurance): ``v`` the schema version as ASCII digits, ``d``
@@ -93,6 +94,20 @@ def dead_letter_stream(group: str) -> str:
     if group not in CONSUMER_GROUPS:
         raise ValueError(f"unknown consumer group {group!r} (known: {', '.join(CONSUMER_GROUPS)})")
     return f"dlq:{group}"
+
+
+COLLECTOR_STATS_EVENTS: Final = "events"
+"""Field of the collector statistics hash: events published in total (HINCRBY per batch)."""
+COLLECTOR_STATS_LAST_RECV_NS: Final = "last_recv_ns"
+"""Field of the collector statistics hash: the newest published event's receive time (ns since the epoch)."""
+
+
+def collector_stats_key(feed: str) -> str:
+    """Name a collector's statistics hash: ``stats:collector:md.binance-spot`` (feed: ``<namespace>.<name>`` under
+    the operator, else the exchange id)."""
+    if not feed or any(char.isspace() for char in feed):
+        raise ValueError(f"a feed name for the statistics key must be non-empty without spaces, got {feed!r}")
+    return f"stats:collector:{feed}"
 
 
 def latest_price_key(exchange: str, symbol: str) -> str:

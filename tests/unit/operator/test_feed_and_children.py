@@ -40,14 +40,21 @@ def test_the_feed_file_is_what_the_collector_reads() -> None:
     config = next(
         child
         for child in desired_children(
-            parse_feed(body(market="usdm-futures", channels={"funding": True, "book": {"enabled": True}})), SETTINGS
+            parse_feed(
+                body(
+                    market="usdm-futures",
+                    symbols=["BTC-USDT-PERP", "ETH-USDT-PERP"],
+                    channels={"funding": True, "book": {"enabled": True}},
+                )
+            ),
+            SETTINGS,
         )
         if child.kind == "ConfigMap"
     )
     feed_file = yaml.safe_load(config.body["data"]["feed.yaml"])
     assert feed_file == {
         "exchange": "binance-usdm",
-        "symbols": ["BTC-USDT", "ETH-USDT"],
+        "symbols": ["BTC-USDT-PERP", "ETH-USDT-PERP"],
         "channels": ["trades", "candles", "books", "funding"],
     }
     # And the collector's own settings loader accepts it.
@@ -154,6 +161,8 @@ def test_cold_expiry_job_only_with_a_cold_limit_and_schedules_follow_the_minute(
         ({"symbols": []}, "spec.symbols"),
         ({"symbols": ["BTC-USDT", "btc"]}, "spec.symbols[1]"),
         ({"symbols": ["BTC-USDT", "BTC-USDT"]}, "spec.symbols"),
+        ({"symbols": ["BTC-USDT-PERP"]}, "spec.symbols[0]"),
+        ({"market": "usdm-futures"}, "spec.symbols[0]"),
         ({"channels": {"trades": False, "candles": False}}, "spec.channels"),
         ({"channels": {"funding": True}}, "spec.channels.funding"),
         ({"channels": {"book": {"depth": 7}}}, "spec.channels.book.depth"),
@@ -174,3 +183,25 @@ def test_a_long_name_is_refused() -> None:
     long["metadata"]["name"] = "x" * 41
     with pytest.raises(InvalidFeedError, match=r"metadata\.name"):
         parse_feed(long)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"market": "usdm-futures", "symbols": ["BTC-USDT-PERP"], "channels": {"funding": True, "quotes": True}},
+        {"endpoints": {"wsUrl": "ws://simulator:8765/ws", "restUrl": "http://simulator:8765"}},
+    ],
+)
+def test_the_collector_loads_the_feed_file_the_operator_writes(spec: dict[str, Any], tmp_path: Any) -> None:
+    from tickstrata.collector.settings import CollectorSettings  # noqa: PLC0415
+
+    feed = parse_feed(body(**spec))
+    config = next(child for child in desired_children(feed, SETTINGS) if child.kind == "ConfigMap")
+    path = tmp_path / "feed.yaml"
+    path.write_text(config.body["data"]["feed.yaml"])
+    settings = CollectorSettings(feed_file=path)
+    assert settings.exchange == feed.venue
+    assert settings.symbols == list(feed.symbols)
+    assert settings.channels == feed.channels.collector_channels()
+    assert settings.ws_url == feed.ws_url
