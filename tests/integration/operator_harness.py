@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -179,6 +180,17 @@ def running_operator(
         yield operator
     finally:
         operator.stop()
+
+
+@contextlib.contextmanager
+def fresh_namespace(cluster: KubeCluster, prefix: str) -> Iterator[str]:
+    """A namespace of its own, deleted afterwards without waiting for its contents to go."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kubectl(cluster, "create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl(cluster, "delete", "namespace", name, "--wait=false")
 
 
 def children_of(cluster: KubeCluster, namespace: str, feed: str) -> dict[tuple[str, str], dict[str, Any]]:

@@ -19,6 +19,7 @@ from tests.integration.operator_harness import (
     HELM,
     OperatorProcess,
     children_of,
+    fresh_namespace,
     kubectl,
     wait_converged,
 )
@@ -29,10 +30,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "operator" / "examples" / "binan
 
 @pytest.fixture
 def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    name = f"chart-{uuid.uuid4().hex[:8]}"
-    kubectl(kube_cluster, "create", "namespace", name)
-    yield name
-    kubectl(kube_cluster, "delete", "namespace", name, "--wait=false")
+    with fresh_namespace(kube_cluster, "chart") as name:
+        yield name
 
 
 def helm(cluster: KubeCluster, *args: str) -> str:

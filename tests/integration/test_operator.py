@@ -11,7 +11,6 @@ import copy
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tests.integration.operator_harness import (
     apply_feed,
     children_of,
     feed_body,
+    fresh_namespace,
     get_feed,
     kubectl,
     running_operator,
@@ -38,10 +38,8 @@ RESTORE_SECS = 60.0
 
 @pytest.fixture(scope="module")
 def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    name = f"op-{uuid.uuid4().hex[:8]}"
-    kubectl(kube_cluster, "create", "namespace", name)
-    yield name
-    kubectl(kube_cluster, "delete", "namespace", name, "--wait=false")
+    with fresh_namespace(kube_cluster, "op") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

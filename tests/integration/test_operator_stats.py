@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,15 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.operator_harness import apply_feed, feed_body, get_feed, kubectl, running_operator, wait_until
+from tests.integration.operator_harness import (
+    apply_feed,
+    feed_body,
+    fresh_namespace,
+    get_feed,
+    kubectl,
+    running_operator,
+    wait_until,
+)
 from tickstrata.common.streams import COLLECTOR_STATS_EVENTS, COLLECTOR_STATS_LAST_RECV_NS, collector_stats_key
 from tickstrata.localstack.kube import KubeCluster
 from tickstrata.localstack.redis import RedisServer
@@ -25,10 +32,8 @@ TICK_SECS = 0.1  # 300 events/s
 
 @pytest.fixture
 def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    name = f"stats-{uuid.uuid4().hex[:8]}"
-    kubectl(kube_cluster, "create", "namespace", name)
-    yield name
-    kubectl(kube_cluster, "delete", "namespace", name, "--wait=false")
+    with fresh_namespace(kube_cluster, "stats") as name:
+        yield name
 
 
 def publish(client: redis.Redis, key: str, stop: threading.Event) -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import time
-import uuid
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -24,6 +23,7 @@ from tests.integration.operator_harness import (
     children_of,
     converged,
     feed_body,
+    fresh_namespace,
     kubectl,
     running_operator,
     wait_until,
@@ -38,10 +38,8 @@ SYMBOL_POOL = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT", "ADA-USDT", "DOGE
 
 @pytest.fixture
 def storm_namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    name = f"storm-{uuid.uuid4().hex[:8]}"
-    kubectl(kube_cluster, "create", "namespace", name)
-    yield name
-    kubectl(kube_cluster, "delete", "namespace", name, "--wait=false")
+    with fresh_namespace(kube_cluster, "storm") as name:
+        yield name
 
 
 def no_children(cluster: KubeCluster, namespace: str, name: str) -> bool:
