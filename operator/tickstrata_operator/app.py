@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from typing import ClassVar, Final
 
 import kopf
@@ -66,6 +67,18 @@ class OperatorApp(ServiceApp[OperatorSettings]):
         reconciler = Reconciler(kube, self.settings)
         registry = build_registry(reconciler, self.settings)
         namespace = self.settings.namespace
+        stats_url = self.settings.stats_redis_url or self.settings.redis_url
+        stats = None if stats_url == "off" else StatsTracker(StatsReader(stats_url))
+        resync = resync_forever(
+            kube,
+            reconciler,
+            namespace,
+            interval_secs=self.settings.resync_interval_secs,
+            stop=self._stop_flag,
+            stats=stats,
+        )
+        # Before kopf starts: kopf waits on stopping for every task that appeared after it started (up to 5 s).
+        context.spawn(resync, name="resync")
         self._task = context.spawn(
             kopf.operator(
                 registry=registry,
@@ -77,27 +90,24 @@ class OperatorApp(ServiceApp[OperatorSettings]):
             ),
             name="kopf",
         )
-        # kopf installs its own SIGTERM/SIGINT handlers (replacing the lifecycle's) and ends on a signal: its end,
-        # whatever the cause, starts the service's orderly stop, so the process always exits.
+        # If kopf ends on its own (a fatal error, or a signal before the handlers below are back), the service stops.
         self._task.add_done_callback(lambda _: context.stop_event.set())
+        context.spawn(self._reclaim_signals(context), name="reclaim-signals")
 
         async def watching() -> CheckResult:
             ready = self._ready_flag.is_set()
             return CheckResult(ready, "watching ExchangeFeeds" if ready else "kopf is starting")
 
         context.health.add_check("kopf", watching)
-        stats_url = self.settings.stats_redis_url or self.settings.redis_url
-        stats = None if stats_url == "off" else StatsTracker(StatsReader(stats_url))
-        resync = resync_forever(
-            kube,
-            reconciler,
-            namespace,
-            interval_secs=self.settings.resync_interval_secs,
-            stop=self._stop_flag,
-            stats=stats,
-        )
-        context.spawn(resync, name="resync")
         logger.info("operator started", extra={"namespace": namespace or "(all)"})
+
+    async def _reclaim_signals(self, context: ServiceContext) -> None:
+        """kopf installs its own SIGTERM/SIGINT handlers when it starts; once it has, hand them back to the service
+        lifecycle, whose orderly stop then stops kopf through its stop flag (signal → not ready → stop → exit)."""
+        await self._ready_flag.wait()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, context.stop_event.set)
 
     async def stop_intake(self) -> None:
         self._stop_flag.set()

@@ -7,18 +7,15 @@ the API server runs the schema, the CEL rules and the decoding exactly as for a 
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.integration.exchangefeed_cases import INVALID, VALID, Case, valid_feed
-from tests.integration.servers.kube_fixtures import admin_api
+from tests.integration.servers.kube_fixtures import CRD_PATH, admin_api, install_crd
 from tickstrata.localstack.kube import KubeCluster
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "charts" / "tickstrata" / "crds" / "exchangefeeds.tickstrata.io.yaml"
 GROUP, VERSION, PLURAL = "tickstrata.io", "v1alpha1", "exchangefeeds"
 
 
@@ -32,30 +29,6 @@ def _objects(cluster: KubeCluster) -> Any:
 def feeds_api(kube_cluster: KubeCluster) -> Any:
     install_crd(kube_cluster)
     return _objects(kube_cluster)
-
-
-def install_crd(cluster: KubeCluster) -> None:
-    """Apply the chart's CRD (server-side, idempotent) and wait until it is served."""
-    from kubernetes import client  # noqa: PLC0415
-
-    api = admin_api(cluster)
-    crd = yaml.safe_load(CRD_PATH.read_text())
-    extensions: Any = client.ApiextensionsV1Api(api)  # the generated models are loosely typed
-    try:
-        extensions.create_custom_resource_definition(crd)
-    except client.exceptions.ApiException as error:
-        if error.status != 409:
-            raise
-        existing = extensions.read_custom_resource_definition(crd["metadata"]["name"])
-        crd["metadata"]["resourceVersion"] = existing.metadata.resource_version
-        extensions.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        conditions = extensions.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or []
-        if any(c.type == "Established" and c.status == "True" for c in conditions):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the ExchangeFeed CRD was not established within 30 s")
 
 
 def _dry_run_create(api: Any, namespace: str, body: dict[str, Any]) -> Any:

@@ -17,8 +17,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.integration.servers.kube_fixtures import install_crd
 from tests.integration.servers.simulator_fixtures import SimulatorEndpoints
 from tickstrata.cli.up import ROLE_SPECS, RoleSpec
+from tickstrata.localstack.kube import KubeCluster
 from tickstrata.localstack.process import free_port
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
@@ -101,12 +103,16 @@ def started() -> Iterator[list[ServiceProcess]]:
 
 @pytest.fixture
 def role_env(
-    redis_server: RedisServer, questdb_server: QuestDBServer, simulator: SimulatorEndpoints
+    redis_server: RedisServer, questdb_server: QuestDBServer, simulator: SimulatorEndpoints, kube_cluster: KubeCluster
 ) -> Callable[[RoleSpec], dict[str, str]]:
-    """The environment a role needs beyond its ports: Redis, and for the collector a venue (the simulator)."""
+    """The environment a role needs beyond its ports: Redis, for the collector a venue (the simulator), for the
+    operator a Kubernetes API server with the ExchangeFeed CRD."""
 
     def env(spec: RoleSpec) -> dict[str, str]:
         values = {f"{spec.env_prefix}REDIS_URL": redis_server.url} if spec.needs_redis else {}
+        if spec.role == "operator":
+            install_crd(kube_cluster)
+            values.update(KUBECONFIG=str(kube_cluster.kubeconfig_path), OPERATOR_STATS_REDIS_URL=redis_server.url)
         if spec.role == "collector":
             values["COLLECTOR_WS_URL"] = simulator.ws_url("binance")
             values["COLLECTOR_REST_URL"] = simulator.rest_url("binance")

@@ -4,15 +4,20 @@ and a fresh namespace per test. Imported into `tests/integration/conftest.py`; b
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.servers import missing_tool
 from tickstrata.localstack.kube import KubeCluster
 from tickstrata.localstack.paths import ToolNotInstalledError
+
+CRD_PATH = Path(__file__).resolve().parents[3] / "charts" / "tickstrata" / "crds" / "exchangefeeds.tickstrata.io.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +50,27 @@ def admin_api(cluster: KubeCluster) -> Any:
     configuration = client.Configuration()
     config.load_kube_config(config_file=str(cluster.kubeconfig_path), client_configuration=configuration)  # type: ignore[no-untyped-call]
     return client.ApiClient(configuration)
+
+
+def install_crd(cluster: KubeCluster) -> None:
+    """Apply the chart's CRD (server-side, idempotent) and wait until it is served."""
+    from kubernetes import client  # noqa: PLC0415
+
+    api = admin_api(cluster)
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    extensions: Any = client.ApiextensionsV1Api(api)  # the generated models are loosely typed
+    try:
+        extensions.create_custom_resource_definition(crd)
+    except client.exceptions.ApiException as error:
+        if error.status != 409:
+            raise
+        existing = extensions.read_custom_resource_definition(crd["metadata"]["name"])
+        crd["metadata"]["resourceVersion"] = existing.metadata.resource_version
+        extensions.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        conditions = extensions.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or []
+        if any(c.type == "Established" and c.status == "True" for c in conditions):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the ExchangeFeed CRD was not established within 30 s")
