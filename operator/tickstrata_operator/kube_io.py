@@ -50,6 +50,10 @@ class KubeApiError(Exception):
         return list(details.get("causes") or []) if isinstance(details, Mapping) else []
 
 
+class KubeConfigMissingError(RuntimeError):
+    """Neither the in-cluster service account nor a kubeconfig is available."""
+
+
 def load_api_client() -> client.ApiClient:
     """In a pod: the service account; elsewhere: `$KUBECONFIG` or ~/.kube/config."""
     load_incluster: Callable[[], None] = config.load_incluster_config  # untyped in the kubernetes package
@@ -57,7 +61,13 @@ def load_api_client() -> client.ApiClient:
     try:
         load_incluster()
     except ConfigException:
-        load_kubeconfig()
+        try:
+            load_kubeconfig()
+        except ConfigException as error:
+            raise KubeConfigMissingError(
+                f"no Kubernetes API to talk to: not in a pod (no service account) and no usable kubeconfig "
+                f"($KUBECONFIG or ~/.kube/config): {error}"
+            ) from None
     return client.ApiClient()
 
 
