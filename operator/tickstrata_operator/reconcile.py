@@ -165,13 +165,17 @@ class Reconciler:
             raise classify(error, what) from None
 
     def _prune(self, feed: Feed, wanted: set[tuple[str, str]]) -> list[str]:
-        """Delete children of this feed that the spec no longer asks for (the expiry CronJob when coldDays → 0)."""
+        """Delete children of this feed (or of its deleted predecessor of the same name, whose leftovers the
+        garbage collector may not have reached yet) that the spec no longer asks for (the expiry CronJob when
+        coldDays → 0)."""
         deleted = []
         for kind in CHILD_KINDS:
             try:
                 for item in self._kube.list_owned(kind, feed.namespace, feed.name, FEED_LABEL):
                     name = str(item["metadata"]["name"])
-                    if (kind, name) not in wanted and _is_owned_by(item, feed):
+                    if (kind, name) not in wanted and (
+                        _is_owned_by(item, feed) or _is_owned_by_predecessor(item, feed)
+                    ):
                         self._kube.delete(kind, feed.namespace, name)
                         deleted.append(f"{kind}/{name} (deleted)")
             except KubeApiError as error:

@@ -242,6 +242,22 @@ def expected_children(feed: dict[str, Any]) -> dict[tuple[str, str], dict[str, A
     return {(child.kind, child.name): child.body for child in desired_children(parse_feed(feed), SETTINGS)}
 
 
+def convergence_gap(cluster: KubeCluster, namespace: str, name: str) -> str | None:
+    """What still keeps the feed from having converged (for the failure message), or None once it has."""
+    feed = get_feed(cluster, namespace, name)
+    if feed is None:
+        return "the feed does not exist"
+    status = feed.get("status") or {}
+    if status.get("observedGeneration") != feed["metadata"]["generation"]:
+        return f"status generation {status.get('observedGeneration')} != {feed['metadata']['generation']}; {status}"
+    expected = expected_children(feed)
+    actual = children_of(cluster, namespace, name)
+    if set(actual) != set(expected):
+        return f"children {sorted(actual)} != expected {sorted(expected)}"
+    differing = [key for key, body in expected.items() if not matches(actual[key], body)]
+    return f"children differ from their desired form: {differing}" if differing else None
+
+
 def converged(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any] | None:
     """The feed when its status is current and its children are exactly the expected ones, matching."""
     feed = reconciled(cluster, namespace, name)

@@ -22,6 +22,7 @@ from tests.integration.operator_harness import (
     apply_feed,
     children_of,
     converged,
+    convergence_gap,
     feed_body,
     fresh_namespace,
     kubectl,
@@ -85,11 +86,13 @@ def test_kill_the_operator_10_times_during_50_changes(
         assert operator.starts == KILLS + 1
 
         for name in sorted(live):
-            wait_until(
-                partial(converged, kube_cluster, storm_namespace, name),
-                f"{name} to converge (seed {seed})",
-                timeout_secs=120,
-            )
+            try:
+                wait_until(
+                    partial(converged, kube_cluster, storm_namespace, name), f"{name} to converge", timeout_secs=120
+                )
+            except AssertionError as error:
+                gap = convergence_gap(kube_cluster, storm_namespace, name)
+                raise AssertionError(f"{error}\nseed {seed}; still: {gap}\n{operator.log_tail(40)}") from None
         for name in sorted(set(names) - live):
             wait_until(
                 partial(no_children, kube_cluster, storm_namespace, name),

@@ -156,3 +156,11 @@ def test_a_refused_child_is_permanent_with_the_api_server_s_field_path() -> None
     assert "Required value" in error.message
     forbidden = classify(KubeApiError(403, "Forbidden", {"message": "cannot create"}), "CronJob/x")
     assert isinstance(forbidden, PermanentReconcileError)
+
+
+def test_a_predecessor_s_child_the_spec_no_longer_wants_is_deleted_not_left_behind() -> None:
+    rec, kube = reconciler()
+    rec.reconcile(feed(uid="old", retention={"hotDays": 7, "warmDays": 30, "coldDays": 400}))
+    assert ("CronJob", "md", "btc-expire-cold") in kube.objects
+    rec.reconcile(feed(uid="new"))  # re-created without a cold limit before the garbage collector ran
+    assert ("CronJob", "md", "btc-expire-cold") not in kube.objects
