@@ -62,8 +62,8 @@ def test_events_per_second_and_last_event_age(
                 return status if "eventsPerSec" in status and "lastEventAge" in status else None
 
             status = wait_until(measured, "eventsPerSec and lastEventAge in the status", timeout_secs=60)
-            # ~300/s offered; the stand-in's sleeps and this busy machine make it somewhat less, never more.
-            assert 100 <= status["eventsPerSec"] <= 330, status
+            # ~300/s offered (its sleeps and a busy machine make it less); a 2 s window can catch one tick more (+15%).
+            assert 100 <= status["eventsPerSec"] <= 400, status
             assert re.fullmatch(r"\d+(ms|s)", status["lastEventAge"]), status
             table = kubectl(kube_cluster, "get", "exchangefeeds", "live", "-n", namespace, "-o", "wide")
             header, row = table.splitlines()
