@@ -57,6 +57,7 @@ demo: setup  ## install everything, then run the pipeline locally (`tickstrata u
 	$(VENV)/bin/tickstrata up --simulate --duration-secs $(DEMO_SECS)
 
 bench: setup  ## run the benchmarks in bench/ and print their figures
+	@bash scripts/setup.sh bench
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:  ## remove the caches of the checks (keeps .cache/, which holds the installed servers)

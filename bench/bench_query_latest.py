@@ -44,6 +44,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a package when run as a script
 from bench import _harness as h
+from bench import ghz_client
 
 from tickstrata.common.redis_connection import connect_redis
 from tickstrata.common.streams import LatestPrice, encode_latest_price, latest_price_key
@@ -57,6 +58,8 @@ from tickstrata.query.settings import QuerySettings
 EXCHANGES: Final = ("binance", "coinbase", "kraken", "okx", "bybit")
 SYMBOL: Final = "BTC-USDT"
 FILLER_SYMBOLS: Final = 39  # other symbols on every venue, so SCAN walks a realistic keyspace (200 keys)
+
+
 GOAL_P99_US: Final = 1000.0
 GOAL_RATIO: Final = 1.5
 SPIN_NS: Final = 200_000  # sleep until this close to the due time, then spin (time.sleep overshoots ~60 µs)
@@ -384,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.updates_per_sec:,.0f} writes/s to the BTC-USDT keys during the run")
             results = measure(calls, config)
             report(results, config)
+            ghz_client.report(
+                directory, servers["mirror"], rate=config.rate, requests=config.requests, reps=config.reps,
+                goal_p99_us=GOAL_P99_US, goal_ratio=GOAL_RATIO,
+            )  # fmt: skip
             with client_gc_paused():
                 handler_report(redis_server.url, calls=config.requests)
     except KeyboardInterrupt:

