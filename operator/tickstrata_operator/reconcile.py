@@ -7,7 +7,7 @@ are serialized (a child's watch event and the feed's own handler may arrive toge
 Errors are classified for the handlers (`handlers.py`): `TemporaryReconcileError` (conflicts, throttling, the
 API server unreachable: retried with backoff) and `PermanentReconcileError` (the spec or a child built from it
 refused, access forbidden: reported in the `Degraded` condition with the field path, not retried until the
-feed changes or the resync timer fires).
+feed changes or the resync loop (`resync.py`) comes round).
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def with_transition_times(
 
 
 def status_patch(outcome: Outcome, old_status: Mapping[str, Any], now_iso: str) -> dict[str, Any]:
-    """The status subresource's new content (statistics fields are written separately, by the stats timer)."""
+    """The status subresource's new content (the statistics fields are written separately: the resync loop
+    samples the collectors' totals)."""
     old_conditions = old_status.get("conditions") or []
     patch: dict[str, Any] = {
         "conditions": with_transition_times(conditions(outcome), old_conditions, now_iso),
