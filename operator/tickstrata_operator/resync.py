@@ -97,14 +97,17 @@ async def resync_forever(
     stop: asyncio.Event,
     stats: StatsTracker | None = None,
 ) -> None:
+    # One waiter for the whole life, made on this task's first step, which runs before kopf's (the app spawns this
+    # task first). Not `wait_for(stop.wait())` per interval: that makes a new task each time, and kopf, when it stops
+    # on its own, waits up to 5 s for every task created after it started.
+    stopper = asyncio.ensure_future(stop.wait())
     try:
         while True:
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval_secs)
-            except TimeoutError:
-                await resync_once(kube, reconciler, namespace, stats)
-            else:
+            await asyncio.wait({stopper}, timeout=interval_secs)
+            if stopper.done():
                 return
+            await resync_once(kube, reconciler, namespace, stats)
     finally:
+        stopper.cancel()
         if stats is not None:
             stats.close()

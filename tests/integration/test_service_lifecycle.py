@@ -57,7 +57,7 @@ class ServiceProcess:
                 if code == status:
                     return body
                 last = (code, body)
-            except (urllib.error.URLError, ConnectionError) as error:
+            except (urllib.error.URLError, OSError) as error:  # OSError: refused, reset, or a read timeout
                 last = error
             time.sleep(0.1)
         raise AssertionError(f"/readyz never answered {status}; last: {last}")
