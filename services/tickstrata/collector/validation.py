@@ -16,6 +16,15 @@ from typing import Final, NoReturn
 
 import msgspec
 
+from tickstrata.common.bounds import (
+    MAX_ADJUSTED_EXPONENT,
+    MAX_ID,
+    MIN_ADJUSTED_EXPONENT,
+    MIN_PLAUSIBLE_MS,
+    ZERO,
+    is_positive_in_range,
+)
+
 
 class Reason(StrEnum):
     """Why input was quarantined. The values are stable: dashboards and alerts count by them."""
@@ -65,18 +74,6 @@ class InvalidPayloadError(ValueError):
 MAX_FRAME_BYTES: Final = 1024 * 1024
 DEFAULT_FUTURE_TOLERANCE_NS: Final = 5_000_000_000
 
-# Decimal magnitudes we accept: |x| in [1e-20, 1e20) or exactly zero. Wide enough for SHIB-sized volumes and
-# satoshi-sized prices, narrow enough that every accepted value fits the storage tiers' scaled int64 / DOUBLE
-# with its precision; Decimal("1e400") is finite but absurd. `adjusted()` is the exponent of the leading digit.
-MIN_ADJUSTED_EXPONENT: Final = -20
-MAX_ADJUSTED_EXPONENT: Final = 19
-ZERO: Final = Decimal(0)  # comparing with a Decimal is ~40% faster than with the int 0
-
-# A millisecond timestamp below 1e11 is before 1973-03-03: it is a seconds value (a x1000 slip), not ms.
-MIN_PLAUSIBLE_MS: Final = 100_000_000_000
-MIN_PLAUSIBLE_NS: Final = MIN_PLAUSIBLE_MS * 1_000_000
-MAX_ID: Final = 2**63 - 1  # ids and sequence numbers are stored as signed 64-bit integers
-
 
 def fail(reason: Reason, detail: str) -> NoReturn:
     raise InvalidPayloadError(reason, detail)
@@ -96,9 +93,8 @@ def _in_range(value: Decimal) -> bool:
     return (not value) or MIN_ADJUSTED_EXPONENT <= value.adjusted() <= MAX_ADJUSTED_EXPONENT
 
 
-def is_positive(value: Decimal) -> bool:
-    """The happy-path test of ``check_price`` (and of sizes that must be > 0), for parsers to inline."""
-    return value.is_finite() and value > ZERO and MIN_ADJUSTED_EXPONENT <= value.adjusted() <= MAX_ADJUSTED_EXPONENT
+# The happy-path test of ``check_price`` (and of sizes that must be > 0), for parsers to inline.
+is_positive = is_positive_in_range
 
 
 def check_price(name: str, value: Decimal) -> Decimal:

@@ -18,11 +18,6 @@ import msgspec
 
 from tickstrata.collector.instruments import Instrument
 from tickstrata.collector.validation import (
-    MAX_ADJUSTED_EXPONENT,
-    MAX_ID,
-    MIN_ADJUSTED_EXPONENT,
-    MIN_PLAUSIBLE_NS,
-    ZERO,
     InvalidPayloadError,
     Reason,
     check_candle,
@@ -39,6 +34,7 @@ from tickstrata.collector.validation import (
     schedule_time_ns,
 )
 from tickstrata.collector.venues.base import ControlMessage, DepthDiff, PriceLevels
+from tickstrata.common.bounds import MAX_ADJUSTED_EXPONENT, MAX_ID, MIN_ADJUSTED_EXPONENT, MIN_PLAUSIBLE_NS, ZERO
 from tickstrata.common.events import Candle, CandleSource, Funding, Quote, Side, Trade
 
 _D = TypeVar("_D")
