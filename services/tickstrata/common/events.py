@@ -63,6 +63,9 @@ class GapKind(StrEnum):
     CHECKSUM = "checksum"  # a local book failed the venue's checksum and was rebuilt
     STALE = "stale"  # no message within the watchdog timeout while the socket stayed open
     RESTART = "restart"  # the collector process restarted
+    # Schema version 2:
+    STREAM_LOSS = "stream_loss"  # a stream entry was deleted before every consumer group had acknowledged it
+    BACKPRESSURE = "backpressure"  # a collector could not publish in time and dropped events (quotes, books)
 
 
 # Lower-case ASCII with single inner hyphens: the id also appears in Kubernetes object names and labels.

@@ -137,8 +137,9 @@ def stream_for(event: Event) -> str:
 
 # Bump for any change an older reader cannot decode (a new enum member, a new event tag, a reordered or
 # retyped field). Appending a field with a default is compatible and needs no bump.
-SCHEMA_VERSION: Final = 1
-SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1})
+# Version 2 added the gap kinds `stream_loss` and `backpressure`; a version-1 entry still decodes.
+SCHEMA_VERSION: Final = 2
+SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1, 2})
 # "A small batch": bounds one entry's size, so one poison entry dead-letters little and XRANGE stays cheap.
 MAX_EVENTS_PER_ENTRY: Final = 1000
 

@@ -101,7 +101,7 @@ def test_encoding_a_non_event_raises_type_error(thing: object) -> None:
 def test_entry_fields_are_short_bytes() -> None:
     fields = encode_entry([_samples.trade()], traceparent=TRACEPARENT, tracestate="vendor=abc")
     assert set(fields) == {b"v", b"d", b"tp", b"tst"}
-    assert fields[FIELD_VERSION] == b"1"
+    assert fields[FIELD_VERSION] == b"2"
     assert all(isinstance(value, bytes) for value in fields.values())
 
 
@@ -147,7 +147,7 @@ def test_non_ascii_or_oversized_trace_context_decodes_as_none(raw: bytes) -> Non
 # ---- versions and garbage ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [b"2", b"17", b"999999"])
+@pytest.mark.parametrize("version", [b"3", b"17", b"999999"])
 def test_unknown_newer_version_raises_unsupported_schema(version: bytes) -> None:
     fields = {**encode_entry([_samples.trade()]), FIELD_VERSION: version}
     with pytest.raises(UnsupportedSchemaError, match="unsupported stream schema version") as excinfo:
@@ -456,3 +456,10 @@ def test_latest_price_refuses_non_finite_values() -> None:
         LatestPrice(Decimal("NaN"), None, 1, 2)
     with pytest.raises(ValueError, match="ts_event_ns"):
         LatestPrice(Decimal(1), None, -1, 2)
+
+
+def test_a_version_1_entry_still_decodes() -> None:
+    # Version 2 only added gap kinds: what a version-1 collector wrote stays readable through an upgrade.
+    fields = encode_entry([_samples.trade()])
+    fields[FIELD_VERSION] = b"1"
+    assert decode_entry(fields).schema_version == 1
