@@ -2,6 +2,9 @@
 
 Persistence is off by default (no RDB snapshots, no AOF) because these servers live for one session; tests
 that need durability pass `extra_args` such as `("--appendonly", "yes", "--appendfsync", "always")`.
+
+Every server runs with the stream contract's memory policy (`docs/architecture.md`): a `maxmemory` budget and
+`noeviction`, so a full Redis refuses writes (producers back off) instead of evicting keys or stream history.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from tickstrata.localstack.process import LocalServer, ManagedServer, free_port
 HOST: Final = "127.0.0.1"
 DEFAULT_START_TIMEOUT_SECS: Final = 15.0
 DEFAULT_STOP_TIMEOUT_SECS: Final = 10.0
+DEFAULT_MAXMEMORY_BYTES: Final = 1024 * 1024 * 1024
+"""1 GiB: at ~60 bytes per buffered event (docs/architecture.md) about 17 million events of writer downtime."""
 _PING: Final = b"*1\r\n$4\r\nPING\r\n"
 _PONG: Final = b"+PONG\r\n"
 
@@ -55,9 +60,15 @@ class RedisServer(LocalServer[int]):
         *,
         port: int | None = None,
         extra_args: Sequence[str] = (),
+        maxmemory_bytes: int = DEFAULT_MAXMEMORY_BYTES,
         start_timeout_secs: float = DEFAULT_START_TIMEOUT_SECS,
     ) -> None:
+        if maxmemory_bytes <= 0:
+            raise ValueError(
+                f"maxmemory_bytes must be positive (a bounded Redis is the contract), got {maxmemory_bytes}"
+            )
         self.data_dir = Path(data_dir)
+        self.maxmemory_bytes = maxmemory_bytes
         super().__init__(log_path=self.data_dir / "redis.log", address=port, start_timeout_secs=start_timeout_secs)
         self.extra_args = list(extra_args)
 
@@ -81,6 +92,8 @@ class RedisServer(LocalServer[int]):
             "--save", "",
             "--appendonly", "no",
             "--dir", str(self.data_dir),
+            "--maxmemory", str(self.maxmemory_bytes),
+            "--maxmemory-policy", "noeviction",
             *self.extra_args,
         ]  # fmt: skip
 
