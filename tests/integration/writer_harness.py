@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -128,10 +128,12 @@ class InProcessWriter:
         self.tracer = tracer
         self.consumer = self.new_consumer()
 
-    def new_consumer(self) -> StreamConsumer:
+    def new_consumer(self, *, batch_entries: int = 3, meter: metrics.Meter | None = None) -> StreamConsumer:
         """A consumer stops for good once asked to; each run gets a new one (the same name: a restart)."""
-        config = ConsumerConfig(consumer_name="test-writer", batch_entries=3, block_ms=100, janitor_interval_secs=0.5)
-        return StreamConsumer(self.redis, self.sink.write, config, tracer=self.tracer)
+        config = ConsumerConfig(
+            consumer_name="test-writer", batch_entries=batch_entries, block_ms=100, janitor_interval_secs=0.5
+        )
+        return StreamConsumer(self.redis, self.sink.write, config, tracer=self.tracer, meter=meter)
 
     async def close(self) -> None:
         await self.sink.close()
@@ -165,8 +167,15 @@ async def writer(
         await instance.close()
 
 
-async def run_until(writer: InProcessWriter, condition: Callable[[], bool], what: str) -> None:
-    writer.consumer = writer.new_consumer()
+async def run_until(
+    writer: InProcessWriter,
+    condition: Callable[[], bool],
+    what: str,
+    *,
+    batch_entries: int = 3,
+    meter: metrics.Meter | None = None,
+) -> None:
+    writer.consumer = writer.new_consumer(batch_entries=batch_entries, meter=meter)
     task = asyncio.create_task(writer.consumer.run())
     try:
         await asyncio.to_thread(wait_until, condition, what)

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from tickstrata.common.grpc_server import GrpcServer, Registrar
 from tickstrata.common.health import CheckResult
 from tickstrata.common.lifecycle import ServiceApp, ServiceContext
-from tickstrata.common.redis_connection import connect_redis, redis_ready_check
+from tickstrata.common.redis_connection import connect_redis, enforce_memory_policy, redis_ready_check
 from tickstrata.common.settings import GrpcSettingsMixin, RedisSettingsMixin, ServiceSettings
 
 
@@ -60,6 +60,8 @@ class GrpcRedisApp(ServiceApp[GrpcRedisSettingsT], abc.ABC):
         if self._redis is None:
             self._redis = connect_redis(self.settings.redis_url)
             context.health.add_check("redis", redis_ready_check(self._redis))
+            # The stream contract's memory policy, checked once Redis answers; a wrong one stops the service.
+            context.spawn(enforce_memory_policy(self._redis), name="redis-memory-policy")
         return self._redis
 
     async def start(self, context: ServiceContext) -> None:

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from tickstrata.common.health import CheckResult
 from tickstrata.common.lifecycle import ServiceApp, ServiceContext
-from tickstrata.common.redis_connection import connect_redis, redis_ready_check
+from tickstrata.common.redis_connection import connect_redis, enforce_memory_policy, redis_ready_check
 from tickstrata.writer.consumer import ConsumerConfig, StreamConsumer
 from tickstrata.writer.questdb_sink import QuestDBError, QuestDBSink
 from tickstrata.writer.settings import WriterSettings
@@ -34,6 +34,7 @@ class WriterApp(ServiceApp[WriterSettings]):
         self._redis = connect_redis(self.settings.redis_url)
         context.health.add_check("redis", redis_ready_check(self._redis))
         context.health.add_check("questdb", self._questdb_ready)
+        context.spawn(enforce_memory_policy(self._redis), name="redis-memory-policy")
         config = ConsumerConfig(
             consumer_name=self.settings.consumer_name,
             batch_entries=self.settings.batch_entries,
@@ -41,8 +42,17 @@ class WriterApp(ServiceApp[WriterSettings]):
             claim_idle_ms=self.settings.claim_idle_ms,
             max_deliveries=self.settings.max_deliveries,
             janitor_interval_secs=self.settings.janitor_interval_secs,
+            dead_letter_max_entries=self.settings.dead_letter_max_entries,
+            future_tolerance_ns=self.settings.future_tolerance_ms * 1_000_000,
+            max_entry_bytes=self.settings.max_entry_bytes,
         )
-        self._consumer = StreamConsumer(self._redis, self._sink.write, config, tracer=context.telemetry.tracer)
+        self._consumer = StreamConsumer(
+            self._redis,
+            self._sink.write,
+            config,
+            tracer=context.telemetry.tracer,
+            meter=context.telemetry.meter,
+        )
         self._task = context.spawn(self._run(self._consumer), name="writer-consumer")
 
     async def _run(self, consumer: StreamConsumer) -> None:

@@ -36,3 +36,13 @@ class WriterSettings(RedisSettingsMixin, ServiceSettings):
 
     janitor_interval_secs: float = Field(default=10.0, gt=0)
     """How often streams are discovered, dead consumers' entries claimed and streams trimmed."""
+
+    dead_letter_max_entries: int = Field(default=100_000, ge=1000)
+    """`dlq:writer` is trimmed to about this many entries (oldest first), so poison input cannot fill Redis; every
+    dead letter is also counted (`tickstrata.consumer.dead_lettered`) and logged at ERROR."""
+
+    future_tolerance_ms: int = Field(default=5_000, ge=0, le=86_400_000)
+    """An event stamped further than this past the writer's clock is refused (dead-lettered), never stored."""
+
+    max_entry_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """A stream entry larger than this is dead-lettered unread (a collector's entry of 1000 events is < 1 MiB)."""

@@ -37,7 +37,7 @@ from tickstrata.common.events import (
 from tickstrata.common.streams import (
     FIELD_EVENTS,
     FIELD_VERSION,
-    SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
     EntryDecodeError,
     EntryFields,
     decode_entry,
@@ -123,7 +123,9 @@ WIRE_TYPES: Final[Mapping[type[Event], type[WireEvent]]] = {
 }
 _STORED_EVENT_TYPES: Final = tuple(WIRE_TYPES)
 
-_VERSION_BYTES: Final = str(SCHEMA_VERSION).encode("ascii")
+# Every supported version has the same event layout (version 2 only added gap kinds, which the writer does not
+# store), so all take the fast path.
+_FAST_VERSIONS: Final = frozenset(str(version).encode("ascii") for version in SUPPORTED_SCHEMA_VERSIONS)
 _decoder: Final = msgspec.msgpack.Decoder(tuple[WireEvent, ...])
 _encoder: Final = msgspec.msgpack.Encoder()
 
@@ -131,7 +133,7 @@ _encoder: Final = msgspec.msgpack.Encoder()
 def decode_wire_entry(fields: EntryFields) -> tuple[WireEvent, ...]:
     """The entry's events as wire events; raise what ``decode_entry`` raises, or ``EntryDecodeError`` with reason
     ``unexpected_event_type`` for events the writer does not store (gap or quarantine events)."""
-    if fields.get(FIELD_VERSION) == _VERSION_BYTES:
+    if fields.get(FIELD_VERSION) in _FAST_VERSIONS:
         payload = fields.get(FIELD_EVENTS)
         if type(payload) is bytes:
             try:
