@@ -71,3 +71,39 @@ capabilities:
   value: {{ . | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* A memory size in MiB from a Kubernetes quantity (512Mi, 1Gi, 1Ti) or a Redis size (768mb, 2gb); 0 if neither. */}}
+{{- define "tickstrata.mebibytes" -}}
+{{- $q := . | toString -}}
+{{- if regexMatch "^[0-9]+(Mi|mb)$" $q -}}{{ regexFind "^[0-9]+" $q }}
+{{- else if regexMatch "^[0-9]+(Gi|gb)$" $q -}}{{ mul (regexFind "^[0-9]+" $q | int64) 1024 }}
+{{- else if regexMatch "^[0-9]+Ti$" $q -}}{{ mul (regexFind "^[0-9]+" $q | int64) 1048576 }}
+{{- else -}}0
+{{- end -}}
+{{- end -}}
+
+{{/* The in-chart Redis's maxmemory must fit its pod's memory limit with headroom (at most 90%), or the kernel's
+OOM killer, not Redis's noeviction, decides what happens when it fills. Renders nothing; fails the install. */}}
+{{- define "tickstrata.redisBudgetCheck" -}}
+{{- $limit := ((.resources | default dict).limits | default dict).memory | default "" -}}
+{{- $limitMiB := include "tickstrata.mebibytes" $limit | int64 -}}
+{{- $maxMiB := include "tickstrata.mebibytes" .maxmemory | int64 -}}
+{{- if eq $limitMiB 0 -}}
+{{- fail (printf "redis.inChart.resources.limits.memory must be set in Mi, Gi or Ti (got %q): maxmemory is sized against it" $limit) -}}
+{{- end -}}
+{{- if eq $maxMiB 0 -}}
+{{- fail "redis.inChart.maxmemory must be set (e.g. 768mb): a bounded Redis is the stream contract" -}}
+{{- end -}}
+{{- if gt (mul $maxMiB 10) (mul $limitMiB 9) -}}
+{{- fail (printf "redis.inChart.maxmemory %s is over 90%% of the pod's memory limit %s: leave headroom for the AOF rewrite and client buffers (75%% is the default)" .maxmemory $limit) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A counter rose above a threshold within a window, counting a series that first appeared within it. Call with
+(list metric selector "label, label" window threshold). */}}
+{{- define "tickstrata.increasedExpr" -}}
+{{- $metric := index . 0 -}}{{- $sel := index . 1 -}}{{- $by := index . 2 -}}{{- $window := index . 3 -}}{{- $above := index . 4 | int64 -}}
+sum by ({{ $by }}) (increase({{ $metric }}{ {{- $sel -}} }[{{ $window }}])) > {{ $above }}
+or
+sum by ({{ $by }}) ({{ $metric }}{ {{- $sel -}} } unless {{ $metric }}{ {{- $sel -}} } offset {{ $window }}) > {{ $above }}
+{{- end -}}

@@ -16,7 +16,7 @@ from typing import ClassVar, Final
 from opentelemetry.metrics import Observation
 
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc as pb_grpc
-from tickstrata.collector.backfill import BackfillJobs
+from tickstrata.collector.backfill import BackfillJobs, JobLimits
 from tickstrata.collector.feed import Feed
 from tickstrata.collector.instruments import InstrumentRegistry
 from tickstrata.collector.publisher import Publisher
@@ -50,7 +50,9 @@ class CollectorApp(GrpcRedisApp[CollectorSettings]):
             limit_weight=adapter_cls.rest_weight_limit_per_min,
             safety_margin=1 - settings.rest_weight_safety_ratio,
         )
-        self.rest = RestClient(settings.rest_url or adapter_cls.default_rest_url, self.budget)
+        self.rest = RestClient(
+            settings.rest_url or adapter_cls.default_rest_url, self.budget, max_body_bytes=settings.rest_max_body_bytes
+        )
         self.publisher: Publisher | None = None
         self.feed: Feed | None = None
         self.jobs: BackfillJobs | None = None
@@ -69,7 +71,7 @@ class CollectorApp(GrpcRedisApp[CollectorSettings]):
             exchange=settings.exchange,
             queue_events=settings.publish_queue_events,
             batch_events=settings.publish_batch_events,
-            stream_max_entries=settings.stream_max_entries,
+            quarantine_max_entries=settings.quarantine_max_entries,
             linger_ms=settings.publish_linger_ms,
             stats_key=collector_stats_key(settings.feed_name or settings.exchange),
             tracer=telemetry.tracer,
@@ -77,7 +79,9 @@ class CollectorApp(GrpcRedisApp[CollectorSettings]):
         )
         self.feed = Feed(settings, self.adapter, self.rest, self.publisher, telemetry.meter)
         await self.feed.load_instruments()
-        self.jobs = BackfillJobs(self.adapter, self.rest, self.publisher)
+        self.jobs = BackfillJobs(
+            self.adapter, self.rest, self.publisher, limits=JobLimits.from_settings(settings), meter=telemetry.meter
+        )
         context.spawn(self.publisher.run(), name="publisher")
         ws_base_url = settings.ws_url or self.adapter.default_ws_url
         for connection in self.feed.build_connections(ws_base_url):

@@ -1,11 +1,14 @@
 """One WebSocket connection to a venue, kept alive forever.
 
-- Reconnects with capped exponential backoff and full jitter (so a fleet of collectors does not reconnect in
-  lockstep after a venue hiccup and trip the venue's connection-rate limit); the delay resets once a connection
-  delivers data again.
+- Reconnects with the capped, jittered exponential backoff of ``common.backoff`` (so a fleet of collectors does
+  not reconnect in lockstep after a venue hiccup and trip the venue's connection-rate limit); the delay resets once
+  a connection delivers data again.
 - A watchdog replaces a socket that stays open but silent (venues do this under load; TCP alone never notices).
 - The venue's server pings are answered by the websockets library; we send no pings of our own, because Binance
   counts every incoming frame against its 5-per-second limit.
+- Buffers are bounded: the library refuses a frame over ``validation.MAX_FRAME_BYTES`` (it fails the connection
+  with 1009, reported as ``DisconnectKind.OVERSIZED``: a gap, a quarantine record, a reconnect) and holds at most
+  ``MAX_QUEUE_FRAMES`` frames before it stops reading the socket, so one connection buffers a few MiB at most.
 - Before the venue's 24-hour cut, a second connection is opened and the first one is closed only once the second
   delivers data: the overlap yields duplicates (dropped downstream by trade id and update id), never a hole.
 """
@@ -24,10 +27,17 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.frames import CloseCode
+
+from tickstrata.collector.validation import MAX_FRAME_BYTES
+from tickstrata.common.backoff import backoff_delay_secs
 
 logger = logging.getLogger(__name__)
 
-MAX_FRAME_BYTES = 4 * 1024 * 1024  # bigger frames are refused by the library: a 1 MiB+ frame is hostile anyway
+# Frames the library may hold before it stops reading the socket: with the 1 MiB frame cap, at most 4 MiB of
+# frames (plus one partly read) per connection. Venue frames are small, so this never throttles real traffic: the
+# library parses whole socket reads regardless and only pauses further reads.
+MAX_QUEUE_FRAMES = 4
 OPEN_TIMEOUT_SECS = 10.0
 CLOSE_TIMEOUT_SECS = 2.0
 
@@ -35,6 +45,7 @@ CLOSE_TIMEOUT_SECS = 2.0
 class DisconnectKind(enum.Enum):
     CLOSED = "disconnect"  # the venue or the network closed the socket, or it failed to open
     STALE = "stale"  # our watchdog gave up on a silent socket
+    OVERSIZED = "oversized_frame"  # the venue sent a frame over MAX_FRAME_BYTES: the library closed with 1009
 
 
 MessageHandler = Callable[[str | bytes, int], Awaitable[None]]
@@ -63,10 +74,17 @@ async def _reap(task: asyncio.Task[Any]) -> None:
         pass  # the socket closed while we stopped listening to it: nothing left to read
 
 
-def backoff_delay_secs(attempt: int, *, initial_secs: float, max_secs: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max, initial * 2**attempt)]."""
-    ceiling = min(max_secs, initial_secs * (2 ** min(attempt, 30)))
-    return rng.uniform(0, ceiling)
+_KIND_BY_REASON = {"stale": DisconnectKind.STALE, "oversized_frame": DisconnectKind.OVERSIZED}
+
+
+def _closed_reason(closed: websockets.exceptions.ConnectionClosed) -> str:
+    """Why the socket closed: ``oversized_frame`` when we refused a frame (we sent 1009), else the close code."""
+    if closed.sent is not None and closed.sent.code == CloseCode.MESSAGE_TOO_BIG:
+        return "oversized_frame"
+    if closed.rcvd is not None:
+        return f"closed: code={closed.rcvd.code}"
+    # No close frame from the venue: our own failure code when we failed the connection, else abnormal (1006).
+    return f"closed: code={closed.sent.code if closed.sent is not None else 1006}"
 
 
 class VenueConnection:
@@ -123,7 +141,7 @@ class VenueConnection:
                     continue
                 await self._close(socket)
                 socket = None
-                kind = DisconnectKind.STALE if reason == "stale" else DisconnectKind.CLOSED
+                kind = _KIND_BY_REASON.get(reason, DisconnectKind.CLOSED)
                 await self._on_disconnect(kind, reason, time.time_ns())
                 attempt = 0 if received_any else attempt + 1
             except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as error:
@@ -152,7 +170,7 @@ class VenueConnection:
             close_timeout=CLOSE_TIMEOUT_SECS,
             ping_interval=None,  # the venue pings us; our pings would count against its message-rate limit
             max_size=MAX_FRAME_BYTES,
-            max_queue=64,  # frames buffered in the library before TCP backpressure applies
+            max_queue=MAX_QUEUE_FRAMES,
             compression=None,
         )
         for frame in self._subscribe_frames:
@@ -183,7 +201,7 @@ class VenueConnection:
                 )
                 return received_any, "stale"
             except websockets.exceptions.ConnectionClosed as closed:
-                return received_any, f"closed: code={closed.rcvd.code if closed.rcvd else 1006}"
+                return received_any, _closed_reason(closed)
             received_any = True
             await self._deliver(raw)
 

@@ -17,6 +17,9 @@ queue, not fire. Policy:
   connection errors with capped, jittered exponential backoff, re-acquiring weight for every attempt (the
   venue counts each). The request that got the 429 retries after the pause; the one that got the 418 raises
   ``BannedError``. Other 4xx raise ``RestError`` with the venue's error code (``-1121`` invalid symbol) at once.
+- Bodies are read as they arrive and refused past ``max_body_bytes``, on the wire and decompressed alike
+  (``rest_body``): ``BodyRefusedError`` (not retried) for a body too large, an encoding we did not ask for, or a
+  2xx that is not JSON (an HTML page from a proxy). It carries the body's head for the caller's quarantine.
 
 Counters are plain attributes; the collector exports them as metrics.
 """
@@ -32,12 +35,22 @@ from collections.abc import Mapping
 from typing import Final, Protocol
 
 import aiohttp
-import msgspec
+
+from tickstrata.collector.rest_body import (
+    ACCEPT_ENCODING,
+    BodyReader,
+    BodyRefused,
+    is_json_content_type,
+    parse_error_body,
+)
 
 logger = logging.getLogger(__name__)
 
 USED_WEIGHT_HEADER: Final = "X-MBX-USED-WEIGHT-1M"
 DEFAULT_BAN_SECS: Final = 120.0  # Binance's shortest ban, for a 418 without Retry-After
+DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+_READ_CHUNK_BYTES: Final = 64 * 1024
+_HEAD_BYTES: Final = 64 * 1024  # of a refused body, kept for the caller's quarantine record
 
 
 class Clock(Protocol):
@@ -67,6 +80,15 @@ class RestError(Exception):
 
 class RestUnavailableError(RestError):
     """5xx, timeouts or connection errors persisted through every attempt."""
+
+
+class BodyRefusedError(RestError):
+    """A response body broke a limit (``kind``: too_large, encoding, content_type); ``head`` is its first bytes."""
+
+    def __init__(self, status: int, kind: str, msg: str, head: bytes) -> None:
+        super().__init__(status, None, msg)
+        self.kind = kind
+        self.head = head
 
 
 class RateLimitedError(RestError):
@@ -229,22 +251,6 @@ class RestBudget:
         return self.banned_until
 
 
-class _BinanceError(msgspec.Struct):
-    code: int | None = None
-    msg: str = ""
-
-
-_error_decoder: Final = msgspec.json.Decoder(_BinanceError)
-
-
-def _parse_error(body: bytes) -> tuple[int | None, str]:
-    try:
-        error = _error_decoder.decode(body)
-    except msgspec.DecodeError:
-        return None, body[:200].decode("utf-8", "replace")  # an HTML error page from a proxy or WAF
-    return error.code, error.msg
-
-
 class RestClient:
     """GET requests against one venue base URL, under the venue's shared ``RestBudget``."""
 
@@ -259,10 +265,11 @@ class RestClient:
         backoff_initial_secs: float = 0.5,
         backoff_max_secs: float = 8.0,
         max_wait_secs: float = 60.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         rng: random.Random | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if max_attempts < 1 or max_body_bytes < 1:
+            raise ValueError(f"max_attempts and max_body_bytes must be >= 1, got {max_attempts}, {max_body_bytes}")
         self.base_url = base_url.rstrip("/")
         self.budget = budget
         self._session = session
@@ -272,12 +279,14 @@ class RestClient:
         self._backoff_initial_secs = backoff_initial_secs
         self._backoff_max_secs = backoff_max_secs
         self.max_wait_secs = max_wait_secs
+        self.max_body_bytes = max_body_bytes
         self._rng = rng or random.Random()
         # Counters for metrics (429/418 and weight live on the shared budget).
         self.requests_total = 0
         self.retries_total = 0
         self.server_errors_total = 0
         self.transport_errors_total = 0
+        self.bodies_refused_total = 0
 
     async def __aenter__(self) -> RestClient:
         return self
@@ -322,11 +331,14 @@ class RestClient:
             await budget.acquire(weight, max_wait_secs=max_wait)
             self.requests_total += 1
             try:
-                async with session.get(url, params=params, timeout=self._timeout) as response:
-                    body = await response.read()
-                    status = response.status
-                    used_header = response.headers.get(USED_WEIGHT_HEADER)
-                    retry_after = _parse_retry_after_secs(response.headers.get("Retry-After"))
+                async with session.get(
+                    url,
+                    params=params,
+                    timeout=self._timeout,
+                    headers={"Accept-Encoding": ACCEPT_ENCODING},
+                    auto_decompress=False,  # rest_body inflates, within the cap
+                ) as response:
+                    status, body, used_header, retry_after = await self._receive(path, response)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.transport_errors_total += 1
                 detail = f"GET {path}: {type(exc).__name__}: {exc}"
@@ -339,7 +351,7 @@ class RestClient:
                 budget.record_used_weight(int(used_header))
             if 200 <= status < 300:
                 return body
-            code, msg = _parse_error(body)
+            code, msg = parse_error_body(body)
             if status == 429:
                 resume_at = budget.rate_limited(retry_after)
                 if attempt >= self.max_attempts:
@@ -363,6 +375,40 @@ class RestClient:
                 await self._retry_pause(attempt)
                 continue
             raise RestError(status, code, f"GET {path}: {msg}")
+
+    async def _receive(
+        self, path: str, response: aiohttp.ClientResponse
+    ) -> tuple[int, bytes, str | None, float | None]:
+        """Status, body (read within the cap), used-weight header and Retry-After; ``BodyRefusedError`` if the
+        body breaks a limit or a 2xx is not JSON."""
+        status, headers = response.status, response.headers
+        try:
+            declared = response.content_length
+            if declared is not None and declared > self.max_body_bytes:
+                raise BodyRefused("too_large", f"Content-Length {declared} is over {self.max_body_bytes} bytes")
+            reader = BodyReader(self.max_body_bytes, headers.get("Content-Encoding"), head_bytes=_HEAD_BYTES)
+            async for chunk in response.content.iter_chunked(_READ_CHUNK_BYTES):
+                reader.feed(chunk)
+            body = reader.finish()
+            content_type = headers.get("Content-Type")
+            if 200 <= status < 300 and not is_json_content_type(content_type):
+                raise BodyRefused("content_type", f"content type {content_type!r}, not JSON", body[:_HEAD_BYTES])
+        except BodyRefused as refused:
+            raise self._refused(path, status, refused) from None
+        retry_after = _parse_retry_after_secs(headers.get("Retry-After"))
+        return status, body, headers.get(USED_WEIGHT_HEADER), retry_after
+
+    def _refused(self, path: str, status: int, refused: BodyRefused) -> BodyRefusedError:
+        """Count and log a refused body; leaving the response unread closes its connection, not the client."""
+        self.bodies_refused_total += 1
+        logger.warning(
+            "refused the body of GET %s (HTTP %d): %s",
+            path,
+            status,
+            refused.detail,
+            extra={"exchange": self.budget.venue, "kind": refused.kind, "max_body_bytes": self.max_body_bytes},
+        )
+        return BodyRefusedError(status, refused.kind, f"GET {path}: {refused.detail}", refused.head)
 
     async def _retry_pause(self, attempt: int) -> None:
         self.retries_total += 1

@@ -1,4 +1,8 @@
-"""BackfillService: fetch a window from the venue's REST API and publish it through the normal path."""
+"""BackfillService: fetch a window from the venue's REST API and publish it through the normal path.
+
+Status codes as the proto promises: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an instrument outside
+this collector's feed or a job id not (or no longer) kept, RESOURCE_EXHAUSTED when every job slot is taken.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,14 @@ import grpc
 
 from tickstrata.backfill.v1 import backfill_service_pb2 as pb
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc as pb_grpc
-from tickstrata.collector.backfill import BackfillJob, BackfillJobs, BackfillRequestError, JobStatus
+from tickstrata.collector.backfill import (
+    BackfillJob,
+    BackfillJobs,
+    BackfillNotFoundError,
+    BackfillRequestError,
+    JobStatus,
+    TooManyJobsError,
+)
 from tickstrata.common.events import DataType
 from tickstrata.marketdata.v1 import market_data_pb2
 
@@ -72,8 +83,14 @@ class BackfillService(pb_grpc.BackfillServiceServicer):
                 reason=request.reason,
                 request_id=request.request_id,
             )
+        except BackfillNotFoundError as error:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+            raise AssertionError("unreachable") from error
         except BackfillRequestError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            raise AssertionError("unreachable") from error
+        except TooManyJobsError as error:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
             raise AssertionError("unreachable") from error
         if request.wait:
             # Bounded by the caller's deadline (or ours, without one): then answer with the progress so far.
@@ -87,6 +104,9 @@ class BackfillService(pb_grpc.BackfillServiceServicer):
     ) -> pb.GetBackfillStatusResponse:
         job = self._jobs.get(request.job_id)
         if job is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no backfill job {request.job_id!r}")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no backfill job {request.job_id!r} (unknown, or finished and no longer kept)",
+            )
             raise AssertionError("unreachable")
         return pb.GetBackfillStatusResponse(job=job_message(job))

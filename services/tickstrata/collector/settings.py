@@ -95,7 +95,8 @@ class CollectorSettings(GrpcRedisSettings):
     """Replace a connection before the venue's 24-hour cut, overlapping old and new so nothing is missed."""
 
     publish_queue_events: int = Field(default=50_000, ge=100, le=5_000_000)
-    """Bound of the in-process queue between the sockets and Redis; when full, reading pauses (backpressure)."""
+    """Bound of the in-process queue between the sockets and Redis. When full, trades, candles and funding wait
+    (reading pauses: backpressure to the venue) and quotes and books are dropped, each window published as a gap."""
 
     publish_batch_events: int = Field(default=500, ge=1, le=1000)
     """Events per stream entry at most (one XADD carries a small batch)."""
@@ -103,8 +104,9 @@ class CollectorSettings(GrpcRedisSettings):
     publish_linger_ms: float = Field(default=1.0, ge=0, le=100)
     """How long the publisher lets a batch fill before a Redis round trip (0: never wait)."""
 
-    stream_max_entries: int = Field(default=2_000_000, ge=1000)
-    """Approximate cap (`MAXLEN ~`) of each market-data stream: a memory guard, the writer trims below it."""
+    quarantine_max_entries: int = Field(default=10_000, ge=100)
+    """Cap (`MAXLEN`) of `qa:quarantine`, which no consumer group trims; what the cap pushes out is counted.
+    Market-data streams have no length cap: only their consumers trim them, below what every group acknowledged."""
 
     rest_weight_safety_ratio: float = Field(default=0.8, gt=0, le=1)
     """Fraction of the venue's REST weight limit this process allows itself."""
@@ -167,3 +169,28 @@ class CollectorSettings(GrpcRedisSettings):
         if self.reconnect_max_secs < self.reconnect_initial_secs:
             raise ValueError("reconnect_max_secs must be >= reconnect_initial_secs")
         return self
+
+    # BackfillService limits (collector/backfill.py): every job and every request id it keeps is bounded.
+    backfill_max_concurrent_jobs: int = Field(default=4, ge=1, le=256)
+    """Backfill jobs queued or running at once; a new one beyond this is refused with RESOURCE_EXHAUSTED."""
+
+    backfill_finished_retention_secs: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    """How long a finished job (and its request_id) stays answerable; then GetBackfillStatus says NOT_FOUND."""
+
+    backfill_max_finished_jobs: int = Field(default=1000, ge=1, le=100_000)
+    """Finished jobs kept at most, within the retention; beyond it the oldest are forgotten first."""
+
+    # Hostile-response limits (collector/rest.py, feed.py, quarantine_budget.py): no single answer stops the feed.
+    rest_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    """Largest REST body read, on the wire and decompressed; a bigger one is refused unread (spot exchangeInfo
+    without permission sets, the largest legitimate answer, is a few MB; a 5000-level depth snapshot ~0.4 MB)."""
+
+    quarantine_max_bytes_per_sec: int = Field(default=1024 * 1024, ge=1024)
+    """Bytes of quarantine records published per second at most (burst: one second); beyond it payloads are cut,
+    then records dropped, and both are counted."""
+
+    snapshot_retry_initial_secs: float = Field(default=0.5, gt=0, le=60)
+    """First delay before re-fetching a depth snapshot that failed or was refused; doubles, with full jitter."""
+
+    snapshot_retry_max_secs: float = Field(default=30.0, gt=0, le=600)
+    """Cap of the depth snapshot retry delay."""

@@ -27,10 +27,13 @@ class QueryApp(GrpcRedisApp[QuerySettings]):
 
     async def start(self, context: ServiceContext) -> None:
         # Both halves are ready before the server takes its first call.
-        self._latest = LatestRpcs(self._open_redis(context), self.settings)
-        self._history = HistoryRpcs(self.settings)
+        meter = context.telemetry.meter
+        self._latest = LatestRpcs(self._open_redis(context), self.settings, meter)
+        self._history = HistoryRpcs(self.settings, meter, bad_values=self._latest.bad_values)
         await self._latest.start()
         await self._history.start()
+        # SubscribeLatest's shared reader: if it dies, subscribers get UNAVAILABLE and the pod leaves the Service.
+        context.health.add_check("live-prices", self._latest.live_ready)
         await super().start(context)
 
     def max_message_bytes(self) -> int | None:

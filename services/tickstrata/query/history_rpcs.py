@@ -1,7 +1,11 @@
 """The bulk history RPCs: candles and trades as Arrow record batches, read through the tier router.
 
-    validate (INVALID_ARGUMENT) → known instrument? (NOT_FOUND) → router → tiers (UNAVAILABLE on failure)
-    → resample (candles) → encode per NumericEncoding (one scale per column) → stream IPC slices
+    admit (RESOURCE_EXHAUSTED past QUERY_MAX_CONCURRENT_HISTORY_CALLS) → validate (INVALID_ARGUMENT)
+    → known instrument? (NOT_FOUND, from the cached list) → router → tiers (UNAVAILABLE on failure,
+    OUT_OF_RANGE past the row cap, checked while reading) → resample (candles) → encode per NumericEncoding
+    (one scale per column; in a worker thread) → stream IPC slices
+
+A call holds its admission until its last slice is sent: what bounds memory is how many answers exist at once.
 
 Every call is a SERVER span continuing the caller's trace from the gRPC metadata (`traceparent`), with a CLIENT
 child span per tier read, and is bounded by `QUERY_CALL_TIMEOUT_SECS` (DEADLINE_EXCEEDED) as well as by the
@@ -20,6 +24,7 @@ from typing import Any, Final, NoReturn
 import grpc
 import pyarrow as pa
 from opentelemetry import propagate, trace
+from opentelemetry.metrics import Meter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tickstrata.common.grpc_server import unimplemented_stream
@@ -28,8 +33,11 @@ from tickstrata.marketdata.v1 import market_data_pb2 as md
 from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
 from tickstrata.query import tiers
 from tickstrata.query.arrow_results import candle_table, ipc_streams, trade_table
+from tickstrata.query.bad_values import BadValues
 from tickstrata.query.history_requests import HistoryQuery, InvalidHistoryRequestError, candles_query, trades_query
 from tickstrata.query.hot_tier import QuestDBHotTier, TierUnavailableError, TooManyRowsError
+from tickstrata.query.instruments import InstrumentCache
+from tickstrata.query.pg_pool import PgPool
 from tickstrata.query.resample import drop_forming, resample
 from tickstrata.query.settings import QuerySettings
 
@@ -54,30 +62,50 @@ def _fail(code: grpc.StatusCode, message: str) -> NoReturn:
     raise _AbortError(code, message)
 
 
+class CallSlots:
+    """At most `limit` calls at once; one more is refused rather than queued (a queue would hold its memory)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        if self.in_use >= self.limit:
+            _fail(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.limit} candle/trade calls are already running (QUERY_MAX_CONCURRENT_HISTORY_CALLS); "
+                "retry with backoff",
+            )
+        self.in_use += 1
+        try:
+            yield
+        finally:
+            self.in_use -= 1
+
+
 class HistoryRpcs:
     """Owns the tiers the bulk RPCs read (the hot tier now; the tiering issue adds warm and cold)."""
 
-    def __init__(self, settings: QuerySettings) -> None:
+    def __init__(self, settings: QuerySettings, meter: Meter, *, bad_values: BadValues) -> None:
         self._settings = settings
-        self._hot = QuestDBHotTier(settings.questdb_pg_dsn, max_rows=settings.max_rows_per_call)
+        self._slots = CallSlots(settings.max_concurrent_history_calls)
+        # One connection more than calls: the instrument list may be read while every admitted call reads rows.
+        self._pool = PgPool(settings.questdb_pg_dsn, max_size=settings.max_concurrent_history_calls + 1)
+        self._hot = QuestDBHotTier(self._pool, max_rows=settings.max_rows_per_call, bad_values=bad_values)
+        self._instruments = InstrumentCache(
+            self._hot.read_instruments, refresh_secs=settings.instruments_refresh_secs, meter=meter
+        )
         self._tiers: list[tiers.Tier] = [self._hot]
-        self._warm_up: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Each call connects to the tier it needs (a tier may be down at start-up); the instrument list is read
-        in the background now so the first call does not pay for it."""
-        self._warm_up = asyncio.create_task(self._prefetch_instruments(), name="prefetch-instruments")
-
-    async def _prefetch_instruments(self) -> None:
-        with contextlib.suppress(TierUnavailableError):
-            await self._hot.instruments()
+        """Nothing to open: connections are made on first use (a tier may be down at start-up), and the instrument
+        list is read by the first call that needs it, so it includes what was stored before that call."""
 
     async def close(self) -> None:
-        """Nothing held between calls but the warm-up read, which is cancelled if it still runs."""
-        if self._warm_up is not None:
-            self._warm_up.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._warm_up
+        """Stop a running instrument read and close the pooled connections."""
+        await self._instruments.close()
+        await self._pool.close()
 
     async def get_candles(
         self, request: pb.GetCandlesRequest, context: Context
@@ -98,16 +126,21 @@ class HistoryRpcs:
     async def _serve(self, rpc: str, context: Context, work: Any) -> AsyncIterator[tuple[bytes, int]]:
         carrier = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
         parent = propagate.extract(carrier)
-        with tracer.start_as_current_span(
-            f"{SERVICE}/{rpc}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": rpc},
-        ) as span:
+        with (
+            tracer.start_as_current_span(
+                f"{SERVICE}/{rpc}",
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": rpc},
+            ) as span,
+            contextlib.ExitStack() as admission,
+        ):
             try:
+                admission.enter_context(self._slots.admit())
                 async with asyncio.timeout(self._settings.call_timeout_secs):
                     slices: Iterator[tuple[bytes, int]] = await work
             except _AbortError as abort:
+                work.close()  # not awaited when the call was refused: close it without a "never awaited" warning
                 span.set_status(Status(StatusCode.ERROR, str(abort)))
                 span.set_attribute("rpc.grpc.status_code", abort.code.value[0])
                 await context.abort(abort.code, str(abort))
@@ -125,9 +158,10 @@ class HistoryRpcs:
 
     async def _require_known(self, query: HistoryQuery) -> None:
         instrument = (query.exchange, query.symbol)
-        known = await self._hot.instruments()
-        if instrument not in known:
-            known = await self._hot.instruments(refresh=True)
+        try:
+            known = await self._instruments.get(instrument)
+        except TierUnavailableError as error:
+            _fail(grpc.StatusCode.UNAVAILABLE, f"storage unavailable, retry with backoff: {error}")
         if instrument not in known:
             exchanges = {exchange for exchange, _ in known}
             what = (
@@ -174,10 +208,8 @@ class HistoryRpcs:
         )  # fmt: skip
         await self._require_known(query)
         minutes = await self._read("candles", query, tiers.read_minute_candles)
-        candles = resample(minutes, query.interval_secs, now_ns=now_ns)
-        if not query.include_forming:
-            candles = drop_forming(candles)
-        table = candle_table(query.exchange, query.symbol, candles, query.encoding)
+        # Resampling and encoding a large answer takes CPU time: off the event loop, so small calls keep going.
+        table = await asyncio.to_thread(_candle_answer, minutes, query, now_ns)
         return ipc_streams(table, query.max_rows_per_batch)
 
     async def _trades(self, request: pb.GetTradesRequest) -> Iterator[tuple[bytes, int]]:
@@ -187,5 +219,12 @@ class HistoryRpcs:
         )
         await self._require_known(query)
         trades = await self._read("trades", query, tiers.read_trades)
-        table = trade_table(query.exchange, query.symbol, trades, query.encoding)
+        table = await asyncio.to_thread(trade_table, query.exchange, query.symbol, trades, query.encoding)
         return ipc_streams(table, query.max_rows_per_batch)
+
+
+def _candle_answer(minutes: pa.Table, query: HistoryQuery, now_ns: int) -> pa.Table:
+    candles = resample(minutes, query.interval_secs, now_ns=now_ns)
+    if not query.include_forming:
+        candles = drop_forming(candles)
+    return candle_table(query.exchange, query.symbol, candles, query.encoding)

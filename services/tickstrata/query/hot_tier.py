@@ -1,26 +1,32 @@
 """The hot tier: QuestDB, read over PGWire (psycopg 3) from the tables the writer creates.
 
 PGWire rather than HTTP `/exec`: bind parameters (no SQL built from user input), and rows arrive as typed
-values instead of JSON to re-parse. One connection per call: QuestDB accepts a PGWire connection in about a
-millisecond on loopback, and a call never waits for another call's long read.
+values instead of JSON to re-parse. Connections come from a small bounded pool (`pg_pool`).
+
+Bounded cost: rows are streamed in chunks of `CHUNK_ROWS` (libpq's chunked-rows mode: the server's rows wait in
+the socket, not in client memory) and turned into Arrow record batches as they arrive (`row_batches`); the row
+cap is counted while reading, and the read stops at the first row past it. Between chunks the read yields to the
+event loop, so GetLatestPrice and `/healthz` keep answering during a long read. A row outside the stored bounds
+is left out and counted (`BadValues`, source ``questdb``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, Final, cast
 
-import numpy as np
 import psycopg
 import pyarrow as pa
 
-from tickstrata.query.resample import MINUTE_SCHEMA
-from tickstrata.query.tiers import TRADE_SCHEMA
+from tickstrata.query.bad_values import BadValues
+from tickstrata.query.instruments import Instrument
+from tickstrata.query.pg_pool import PgPool
+from tickstrata.query.row_batches import RowBatcher, minute_batcher, trade_batcher
 
-INSTRUMENT_CACHE_SECS: Final = 10.0
-CONNECT_TIMEOUT_SECS: Final = 5
+CHUNK_ROWS: Final = 4096
+"""Rows per chunk read from the server; the read yields to the event loop after each."""
 
 
 class TierUnavailableError(ConnectionError):
@@ -47,97 +53,111 @@ _INSTRUMENTS_SQL: Final = (
 )
 
 
-def _floats(values: Sequence[Any]) -> pa.Array:
-    return pa.array(np.array([np.nan if v is None else v for v in values], dtype=np.float64), type=pa.float64())
+class _Abandoned(Exception):  # noqa: N818 - control flow inside `_stream`, never escapes it
+    """A retry on a fresh connection is wanted: the pooled one died while idle."""
 
 
-def minute_table(rows: Sequence[Sequence[Any]]) -> pa.Table:
-    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in MINUTE_SCHEMA]
-    return pa.table(
-        {
-            "open_time_ns": pa.array(columns[0], type=pa.int64()),
-            "open": _floats(columns[1]),
-            "high": _floats(columns[2]),
-            "low": _floats(columns[3]),
-            "close": _floats(columns[4]),
-            "volume": _floats(columns[5]),
-            "quote_volume": _floats(columns[6]),
-            "trade_count": pa.array(columns[7], type=pa.int64()),
-            "closed": pa.array(columns[8], type=pa.bool_()),
-            "source": pa.array(columns[9], type=pa.string()),
-        },
-        schema=MINUTE_SCHEMA,
-    )
-
-
-def trade_rows_table(rows: Sequence[Sequence[Any]]) -> pa.Table:
-    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in TRADE_SCHEMA]
-    return pa.table(
-        {
-            "ts_event_ns": pa.array(columns[0], type=pa.int64()),
-            "ts_recv_ns": pa.array(columns[1], type=pa.int64()),
-            "trade_id": pa.array(columns[2], type=pa.string()),
-            "price": _floats(columns[3]),
-            "size": _floats(columns[4]),
-            "side": pa.array(columns[5], type=pa.string()),
-        },
-        schema=TRADE_SCHEMA,
-    )
-
-
-@dataclass
 class QuestDBHotTier:
     """Reads the hot tier.
 
     Until the tiering issue adds the tier catalog, nothing has ever left QuestDB, so it answers for all time; the
     tierer will move this boundary forward as it verifies each partition's copy in the warm tier."""
 
-    dsn: str
-    max_rows: int
-    holds_from_ns: int = 0
     name: str = "hot"
-    _instruments: frozenset[tuple[str, str]] = field(default=frozenset())
-    _instruments_at: float = -1e9
+
+    def __init__(self, pool: PgPool, *, max_rows: int, bad_values: BadValues, holds_from_ns: int = 0) -> None:
+        self._pool = pool
+        self.max_rows = max_rows
+        self._bad_values = bad_values
+        self.holds_from_ns = holds_from_ns
+        self.rows_read = 0
+        """Rows received from QuestDB since start, kept or not (tests bound a refused read by it)."""
 
     def holds(self, now_ns: int) -> tuple[int, int]:
         # Everything from the boundary on, including anything stamped ahead of now (clock skew).
         return self.holds_from_ns, 2**63 - 1
 
-    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    async def _stream(self, sql: str, params: Sequence[Any], sink: RowBatcher, *, what: str) -> None:
+        """Stream the rows of `sql` into `sink`, at most `max_rows`; raise `TooManyRowsError` at the next one."""
+        for attempt in range(2):
+            try:
+                await self._stream_once(sql, params, sink, what=what, may_retry=attempt == 0)
+                return
+            except _Abandoned:
+                continue
+
+    async def _stream_once(self, sql: str, params: Sequence[Any], sink: RowBatcher, *, what: str,
+                           may_retry: bool) -> None:  # fmt: skip
+        received = 0
+        reused = False
         try:
-            async with await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECS
-            ) as connection:
-                cursor = await connection.execute(sql, params)
-                return await cursor.fetchall()
+            async with self._pool.lease() as lease:
+                reused = lease.reused
+                # An async generator (typed as an iterator): closed explicitly below, never left to the GC.
+                rows = cast("AsyncGenerator[tuple[Any, ...], None]",
+                            lease.connection.cursor().stream(sql, params, size=CHUNK_ROWS))  # fmt: skip
+                try:
+                    async for row in rows:
+                        received += 1
+                        self.rows_read += 1
+                        if received > self.max_rows:
+                            raise TooManyRowsError(
+                                f"more than {self.max_rows:,} rows in the range; split it into smaller ranges "
+                                "(or raise QUERY_MAX_ROWS_PER_CALL)"
+                            )
+                        if (problem := sink.add(row)) is not None:
+                            self._bad_values.record("questdb", what, problem)
+                        if received % CHUNK_ROWS == 0:
+                            await asyncio.sleep(0)  # let GetLatestPrice and the probes in between chunks
+                except BaseException:
+                    # Drop the socket before the stream's clean-up, which would otherwise drain what is left.
+                    lease.keep = False
+                    await lease.connection.close()
+                    raise
+                finally:
+                    with contextlib.suppress(psycopg.Error, OSError):
+                        await rows.aclose()
         except psycopg.errors.UndefinedTable:
-            return []  # no row written yet: the writer creates the tables at its start
+            return  # no row written yet: the writer creates the tables at its start
         except psycopg.Error as error:
             if "does not exist" in str(error):
-                return []
+                return
+            if may_retry and reused and received == 0 and isinstance(error, psycopg.OperationalError):
+                raise _Abandoned from error  # most likely a pooled connection that died while idle
             raise TierUnavailableError(f"QuestDB read failed: {error}") from error
         except OSError as error:
             raise TierUnavailableError(f"QuestDB unreachable: {error}") from error
 
-    async def _bounded(self, sql: str, exchange: str, symbol: str, start_ns: int, end_ns: int) -> list[tuple[Any, ...]]:
-        rows = await self._fetch(sql, (exchange, symbol, start_ns, end_ns, self.max_rows + 1))
-        if len(rows) > self.max_rows:
-            raise TooManyRowsError(
-                f"more than {self.max_rows:,} rows in the range; split it into smaller ranges "
-                "(or raise QUERY_MAX_ROWS_PER_CALL)"
-            )
-        return rows
-
     async def read_minute_candles(self, exchange: str, symbol: str, start_ns: int, end_ns: int) -> pa.Table:
-        return minute_table(await self._bounded(_CANDLES_SQL, exchange, symbol, start_ns, end_ns))
+        sink = minute_batcher()
+        params = (exchange, symbol, start_ns, end_ns, self.max_rows + 1)
+        await self._stream(_CANDLES_SQL, params, sink, what=f"candles:{exchange}:{symbol}")
+        return sink.table()
 
     async def read_trades(self, exchange: str, symbol: str, start_ns: int, end_ns: int) -> pa.Table:
-        return trade_rows_table(await self._bounded(_TRADES_SQL, exchange, symbol, start_ns, end_ns))
+        sink = trade_batcher()
+        params = (exchange, symbol, start_ns, end_ns, self.max_rows + 1)
+        await self._stream(_TRADES_SQL, params, sink, what=f"trades:{exchange}:{symbol}")
+        return sink.table()
 
-    async def instruments(self, *, refresh: bool = False) -> frozenset[tuple[str, str]]:
-        """(exchange, symbol) pairs stored here, cached for a few seconds."""
-        if refresh or time.monotonic() - self._instruments_at > INSTRUMENT_CACHE_SECS:
-            rows = await self._fetch(_INSTRUMENTS_SQL, ())
-            self._instruments = frozenset((str(e), str(s)) for e, s in rows)
-            self._instruments_at = time.monotonic()
-        return self._instruments
+    async def read_instruments(self) -> frozenset[Instrument]:
+        """(exchange, symbol) pairs stored here: a full scan, so callers go through `InstrumentCache`."""
+        for attempt in range(2):
+            reused = False
+            try:
+                async with self._pool.lease() as lease:
+                    reused = lease.reused
+                    cursor = await lease.connection.execute(_INSTRUMENTS_SQL)
+                    found = {(str(e), str(s)) for e, s in await cursor.fetchall()}  # one row per instrument
+                return frozenset(found)
+            except psycopg.errors.UndefinedTable:
+                return frozenset()
+            except psycopg.Error as error:
+                if "does not exist" in str(error):
+                    return frozenset()
+                if attempt == 0 and reused and isinstance(error, psycopg.OperationalError):
+                    continue
+                raise TierUnavailableError(f"QuestDB read failed: {error}") from error
+            except OSError as error:
+                raise TierUnavailableError(f"QuestDB unreachable: {error}") from error
+        raise AssertionError("unreachable")

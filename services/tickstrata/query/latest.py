@@ -6,6 +6,9 @@ The servicer does the I/O in one of two shapes, both one MGET round trip for the
   with a value this version cannot decode) are the response's ``missing_exchanges``.
 - no exchange named: SCAN ``px:*:<symbol>`` to find every venue holding the symbol, then MGET those keys;
   prices are sorted by exchange id and ``missing_exchanges`` stays empty (nothing was named).
+
+A value that does not decode, or holds a price or size outside the stored bounds (`bad_values`), is left out like
+a missing venue and reported back to the servicer, which counts and logs it: it is never formatted.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tickstrata.common.streams import (
 )
 from tickstrata.marketdata.v1 import market_data_pb2
 from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
+from tickstrata.query.bad_values import latest_price_problem
 
 MAX_EXCHANGES: Final = 64
 """Upper bound on exchanges named in one request (there are far fewer venues; this only bounds hostile input)."""
@@ -44,10 +48,37 @@ class LatestPriceQuery(NamedTuple):
 
 
 class CorruptValue(NamedTuple):
-    """A cache value that did not decode: reported as missing to the caller, logged by the servicer."""
+    """A cache value that did not decode or is out of bounds: reported as missing, counted by the servicer."""
 
     exchange: str
     reason: str
+
+
+class Rejected(NamedTuple):
+    """A cache value known to be unservable (the mirror keeps only this, never the value itself)."""
+
+    reason: str
+
+
+RawValue = bytes | str | None | Rejected
+"""What a cache read gives per key: the stored bytes, None when there is no key, or an earlier rejection."""
+
+
+def checked_value(raw: bytes | str) -> LatestPrice | Rejected:
+    """Decode a cache value and check its bounds; a value that cannot be served comes back as `Rejected`."""
+    try:
+        # A decode_responses=False client (ours) only returns bytes; str would be a misconfigured client.
+        value = decode_latest_price(raw if isinstance(raw, bytes) else raw.encode())
+    except CacheValueDecodeError as exc:
+        return Rejected(f"undecodable: {exc}")
+    problem = latest_price_problem(value)
+    return value if problem is None else Rejected(problem)
+
+
+def cache_value_problem(raw: bytes) -> str | None:
+    """Why the mirror must not keep `raw` (None: it may); the same rule as `checked_value`."""
+    checked = checked_value(raw)
+    return checked.reason if isinstance(checked, Rejected) else None
 
 
 def parse_request(request: pb.GetLatestPriceRequest) -> LatestPriceQuery:
@@ -127,15 +158,15 @@ def price_message(
 def build_response(
     query: LatestPriceQuery,
     exchanges: Sequence[str],
-    raw_values: Sequence[bytes | str | None],
+    raw_values: Sequence[RawValue],
     *,
     now_ns: int,
     stale_after_ms: int,
 ) -> tuple[pb.GetLatestPriceResponse, list[CorruptValue]]:
-    """Build the response from the MGET reply for `exchanges` (same order); also return undecodable values.
+    """Build the response from the MGET reply for `exchanges` (same order); also return the unservable values.
 
     Named exchanges without a usable value are listed as missing, in request order. With no exchange named,
-    `exchanges` came from a SCAN: a key that vanished or holds garbage is simply left out.
+    `exchanges` came from a SCAN: a key that vanished or holds garbage (or an out-of-bounds number) is left out.
     """
     if len(exchanges) != len(raw_values):
         raise ValueError(f"{len(raw_values)} values for {len(exchanges)} exchanges")
@@ -146,11 +177,9 @@ def build_response(
         if raw is None:
             missing.append(exchange)
             continue
-        try:
-            # A decode_responses=False client (ours) only returns bytes; str would be a misconfigured client.
-            value = decode_latest_price(raw if isinstance(raw, bytes) else raw.encode())
-        except CacheValueDecodeError as exc:
-            corrupt.append(CorruptValue(exchange, str(exc)))
+        value = raw if isinstance(raw, Rejected) else checked_value(raw)
+        if isinstance(value, Rejected):
+            corrupt.append(CorruptValue(exchange, value.reason))
             missing.append(exchange)
             continue
         prices.append(price_message(exchange, query.symbol, value, now_ns=now_ns, stale_after_ms=stale_after_ms))

@@ -18,16 +18,24 @@ been applied. The copy is served only while such a P is at most ``max_lag_ns`` o
 whenever the tracking connection is down) every read goes to Redis, which fails with UNAVAILABLE when Redis is
 down. So a served value is never superseded in Redis for longer than ``max_lag_ns`` plus one Redis event-loop
 iteration (broadcast invalidations leave at the end of the iteration of the write).
+
+Bad values: with a `check`, a value read back that must not be served (undecodable, or a price outside the
+stored bounds) is never kept; the copy keeps only the reason (`rejected`), which is forgotten like a value when
+the key is invalidated, so a bad key costs neither memory nor a Redis read per call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from tickstrata.common.streams import parse_latest_price_key
 
 KEY_PREFIX: Final = "px:"
+MAX_REASON_CHARS: Final = 200
+
+ValueCheck = Callable[[bytes], str | None]
+"""Why a raw cache value must not be kept (None: it may)."""
 
 Seq = int
 """Position in the mirror's history of invalidations and resets: taken when a read is sent (`read_started`)."""
@@ -36,11 +44,14 @@ Seq = int
 class PriceMirror:
     """Raw cache values by key, the venues of each symbol, and what makes serving them safe."""
 
-    def __init__(self, *, max_lag_ns: int) -> None:
+    def __init__(self, *, max_lag_ns: int, check: ValueCheck | None = None) -> None:
         if max_lag_ns <= 0:
             raise ValueError(f"max_lag_ns must be positive, got {max_lag_ns}")
         self.max_lag_ns = max_lag_ns
+        self._check = check
         self._values: dict[str, bytes] = {}
+        self._rejected: dict[str, str] = {}
+        """Keys whose current value failed `check`, with the reason (the value itself is not kept)."""
         self._venues: dict[str, set[str]] = {}
         self._indexed: set[str] = set()
         """Keys whose venue is in `_venues`: an invalidation of a known key (the usual case) skips parsing it."""
@@ -57,6 +68,7 @@ class PriceMirror:
         self._live = False
         self._confirmed_ns = None
         self._values.clear()
+        self._rejected.clear()
         self._venues.clear()
         self._indexed.clear()
         self._invalidated_at.clear()
@@ -83,6 +95,7 @@ class PriceMirror:
         self._seq += 1
         if keys is None:
             self._values.clear()
+            self._rejected.clear()
             self._venues.clear()
             self._indexed.clear()
             self._invalidated_at.clear()
@@ -93,6 +106,7 @@ class PriceMirror:
         for raw in keys:
             key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             self._invalidated_at[key] = seq
+            self._rejected.pop(key, None)
             if self._values.pop(key, None) is not None:
                 dropped.append(key)
             if key not in self._indexed:
@@ -117,6 +131,10 @@ class PriceMirror:
     def get(self, key: str) -> bytes | None:
         return self._values.get(key)
 
+    def rejected(self, key: str) -> str | None:
+        """Why the current value of `key` cannot be served, when a read found it bad (else None)."""
+        return self._rejected.get(key)
+
     def read_started(self) -> Seq:
         """Call just before sending a read whose reply goes to `read_done`."""
         return self._seq
@@ -128,11 +146,18 @@ class PriceMirror:
         for key, value in zip(keys, values, strict=True):
             if self._invalidated_at.get(key, -1) > started:
                 continue
+            self._rejected.pop(key, None)
             if value is None:
                 self._values.pop(key, None)
                 self._drop_venue(key)
+                continue
+            raw = value if isinstance(value, bytes) else value.encode()
+            problem = None if self._check is None else self._check(raw)
+            if problem is None:
+                self._values[key] = raw
             else:
-                self._values[key] = value if isinstance(value, bytes) else value.encode()
+                self._values.pop(key, None)
+                self._rejected[key] = problem[:MAX_REASON_CHARS]
 
     def __len__(self) -> int:
         return len(self._values)

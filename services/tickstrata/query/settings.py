@@ -26,7 +26,17 @@ class QuerySettings(GrpcRedisSettings):
     """QuestDB's HTTP endpoint (console and `/exec`; given by `tickstrata up` for operators' convenience)."""
 
     max_rows_per_call: int = Field(default=2_000_000, ge=1)
-    """Rows one GetCandles/GetTrades call may read; a larger range is refused with a message to split it."""
+    """Rows one GetCandles/GetTrades call may read; a larger range is refused (OUT_OF_RANGE) with a message to
+    split it, as soon as the read passes the cap. Memory per call is about 150 bytes per row of the cap."""
+
+    max_concurrent_history_calls: int = Field(default=4, ge=1, le=256)
+    """GetCandles/GetTrades calls served at once; one more is refused at once with RESOURCE_EXHAUSTED (retry with
+    backoff). Bounds the memory of bulk answers to about this many times a full call. The QuestDB connection pool
+    holds one connection more than this."""
+
+    instruments_refresh_secs: float = Field(default=30.0, gt=0)
+    """How often the list of stored instruments (a full scan of trades and candles) may be read again: an unknown
+    symbol is answered NOT_FOUND from the cached list, and a newly stored instrument is found within this time."""
 
     max_candle_buckets: int = Field(default=1_100_000, ge=1)
     """Buckets one GetCandles call may span (two years of 1-minute candles)."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tickstrata.simulator import frames
+from tickstrata.simulator import frames, hostile
 from tickstrata.simulator.book import LevelChange
 from tickstrata.simulator.faults import FaultRecord, FaultSpec
 from tickstrata.simulator.instruments import Instrument, Venue, build_instruments
@@ -52,6 +52,8 @@ class Subscriber(Protocol):
     def abort(self) -> None: ...
 
     def shutdown(self, send_event: bool) -> None: ...
+
+    def flood(self, data: bytes, count: int, interval_secs: float) -> None: ...
 
 
 Recorder = Callable[[int, str, str, bytes], None]  # (ts_ms, venue, stream, raw frame)
@@ -104,6 +106,7 @@ class VenueEngine:
         self.stream_stats: dict[str, list[int]] = {}  # stream -> [sent, dropped]
         self.faults: list[FaultRecord] = []
         self._drops: dict[str, list[FaultRecord]] = {}
+        self._rest_faults: list[FaultRecord] = []
         cadences = depth_cadences(venue)
         self._depth: dict[tuple[str, str], _DepthWindow] = {
             (symbol, channel): _DepthWindow(cadence, (start_ms // cadence + 1) * cadence)
@@ -291,12 +294,25 @@ class VenueEngine:
             open_ms = spec.open_time_ms if spec.open_time_ms is not None else now_ms // 60_000 * 60_000
             self.markets[inst.symbol].tape.revisions.add(open_ms)
             record.effects = {"symbol": inst.symbol, "open_time_ms": open_ms}
+        elif kind == "bad_rest":
+            record.remaining = spec.count
+            record.effects = {"endpoint": spec.endpoint, "body": spec.body, "served": 0}
+            self._rest_faults.append(record)
         elif kind == "rest_429":
             self.limiter.force_429(spec.count, spec.retry_after_secs)
             record.effects = {"requests": spec.count, "retry_after_secs": spec.retry_after_secs}
         else:
             self._connection_fault(spec, record, now_ms)
         return record
+
+    def take_rest_fault(self, endpoint: str) -> FaultSpec | None:
+        """The bad answer the next request to `endpoint` gets, if a bad_rest fault still has one to serve."""
+        for record in self._rest_faults:
+            if record.remaining > 0 and record.spec.endpoint == endpoint:
+                record.remaining -= 1
+                record.effects["served"] += 1
+                return record.spec
+        return None
 
     def _instrument(self, symbol: str | None) -> Instrument:
         if symbol is None or symbol.upper() not in self.instruments:
@@ -324,6 +340,8 @@ class VenueEngine:
             if spec.kind == "inject":
                 for frame in spec.frames:
                     conn.deliver(frame.encode())
+            elif spec.kind == "garbage":
+                conn.flood(hostile.garbage(spec.size_bytes), spec.count, 1.0 / spec.frames_per_sec)
             elif spec.kind == "silent":
                 conn.go_silent(now_ms + round(spec.duration_secs * 1000) if spec.duration_secs else None)
             elif spec.kind == "abrupt_close":
@@ -333,6 +351,8 @@ class VenueEngine:
         record.effects = {"connections": sorted(conn.id for conn in targets)}
         if spec.kind == "inject":
             record.effects["frames"] = len(spec.frames)
+        elif spec.kind == "garbage":
+            record.effects |= {"frames": spec.count, "frame_bytes": spec.size_bytes}
 
     # ----------------------------------------------------------------------------------------------- state
 

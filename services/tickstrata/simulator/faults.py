@@ -26,7 +26,10 @@ FaultKind = Literal[
     "outage",
     "candle_revision",
     "inject",
+    "bad_rest",
+    "garbage",
 ]
+BadBody = Literal["crossed", "html", "huge", "gzip_bomb"]
 VenueName = Literal["binance", "binance-usdm", "all"]
 
 
@@ -45,7 +48,8 @@ class FaultSpec(BaseModel):
     symbol: str | None = None
     """depth_gap, candle_revision: the symbol (upper case); empty_interval: one symbol or, absent, all."""
     count: int = Field(default=1, ge=1)
-    """drop, depth_gap: frames or events to lose; rest_429: requests to refuse."""
+    """drop, depth_gap: frames or events to lose; rest_429: requests to refuse; bad_rest: bad answers to serve;
+    garbage: frames to send."""
     connection_id: int | None = None
     """silent, abrupt_close, server_shutdown: one connection (see GET /_sim/state); absent means every open one."""
     duration_secs: float | None = Field(default=None, gt=0)
@@ -62,6 +66,15 @@ class FaultSpec(BaseModel):
     """candle_revision: the minute whose REST candle differs; absent means the minute in progress."""
     frames: list[str] = Field(default_factory=list)
     """inject: text frames sent as they are to the target connections (hostile input for quarantine tests)."""
+    body: BadBody = "crossed"
+    """bad_rest: a crossed depth book, an HTML page with status 200, a `size_bytes` JSON body sent in chunks, or
+    a gzip bomb (`size_bytes` once inflated, a thousandth of it on the wire)."""
+    endpoint: str = "depth"
+    """bad_rest: the REST endpoint whose next `count` answers are bad (depth, exchangeInfo, klines, aggTrades)."""
+    size_bytes: int = Field(default=50 * 1024 * 1024, ge=1, le=4 * 1024**3)
+    """bad_rest huge and gzip_bomb: the body's (inflated) size; garbage: the size of each frame."""
+    frames_per_sec: float = Field(default=10.0, gt=0, le=1000)
+    """garbage: how fast the frames are sent."""
 
 
 _fault_list = TypeAdapter(list[FaultSpec])

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tickstrata.simulator import frames
 from tickstrata.simulator.engine import VenueEngine
+from tickstrata.simulator.hostile import bad_rest_response
 from tickstrata.simulator.instruments import Instrument, Venue
 from tickstrata.simulator.market import SymbolMarket
 from tickstrata.simulator.tape import MINUTE_MS, Kline, build_kline
@@ -51,9 +52,11 @@ class RestApi:
         }
         if not self._spot:
             endpoints["premiumIndex"] = (lambda r: 1 if "symbol" in r.query else 10, self._premium_index)
-        return [web.get(f"{prefix}/{name}", self._wrap(weight, body)) for name, (weight, body) in endpoints.items()]
+        return [
+            web.get(f"{prefix}/{name}", self._wrap(name, weight, body)) for name, (weight, body) in endpoints.items()
+        ]
 
-    def _wrap(self, weight: Callable[[web.Request], int], body: Callable[[web.Request], object]) -> Handler:
+    def _wrap(self, name: str, weight: Callable[[web.Request], int], body: Callable[[web.Request], object]) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             now = self._clock()
             limiter = self._engine.limiter
@@ -77,6 +80,11 @@ class RestApi:
                     "1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."
                 )
                 return _json({"code": -1003, "msg": msg}, status=429, headers=headers)
+            fault = self._engine.take_rest_fault(name)
+            if fault is not None:
+                market = self._engine.markets.get(request.query.get("symbol", ""))
+                update_id = market.book.update_id if market is not None else 1
+                return await bad_rest_response(request, fault, headers, last_update_id=update_id)
             try:
                 self._engine.tick(now)  # REST answers from the market as of now, after the streams saw it
                 return _json(body(request), headers=headers)

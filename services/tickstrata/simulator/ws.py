@@ -136,6 +136,16 @@ class WsConnection:
             self.deliver(frames.encode({"e": "serverShutdown", "E": self._clock()}))
         self._close_soon(WSCloseCode.OK, "server shutdown", after_queue=True)
 
+    def flood(self, data: bytes, count: int, interval_secs: float) -> None:
+        """Send `data` `count` times, one every `interval_secs` (the garbage fault); stops with the connection."""
+
+        async def send() -> None:
+            for _ in range(count):
+                self.deliver(data)
+                await asyncio.sleep(interval_secs)
+
+        self._tasks.append(asyncio.create_task(send(), name=f"ws-{self.id}-flood"))
+
     # -------------------------------------------------------------------------------------------- lifecycle
 
     async def run(self, initial_streams: list[str]) -> None:

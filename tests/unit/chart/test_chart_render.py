@@ -6,6 +6,7 @@ Needs `.cache/kube/bin/helm` (`make setup-kube`); skipped without it except unde
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -191,3 +192,166 @@ def test_the_schema_rejects_unknown_and_bad_values() -> None:
 def test_the_crd_is_shipped_with_the_chart() -> None:
     crds = [obj for obj in render("values.yaml") if obj["kind"] == "CustomResourceDefinition"]
     assert [crd["metadata"]["name"] for crd in crds] == ["exchangefeeds.tickstrata.io"]
+
+
+# ---- stream lag and losses: alert rules, the streams dashboard, a bounded in-chart Redis ------------------------
+
+ALERTS = {
+    "TickstrataStreamLagHigh": "tickstrata_stream_oldest_pending_age_seconds",
+    "TickstrataStreamBacklogHigh": "tickstrata_stream_behind_entries",
+    "TickstrataStreamEntriesLost": "tickstrata_stream_lost_entries_total",
+    "TickstrataDeadLetters": "tickstrata_consumer_dead_lettered_total",
+    "TickstrataCollectorDroppingEvents": "tickstrata_collector_events_dropped_total",
+}
+STREAM_METRICS = (
+    "tickstrata_stream_pending_entries",
+    "tickstrata_stream_behind_entries",
+    "tickstrata_stream_oldest_pending_age_seconds",
+    "tickstrata_stream_lost_entries_total",
+    "tickstrata_consumer_dead_lettered_total",
+    "tickstrata_collector_events_dropped_total",
+)
+
+
+def _rules(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    [rule] = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_alert_rules_are_rendered_only_when_enabled(values_file: str) -> None:
+    assert not [obj for obj in render(values_file) if obj["kind"] == "PrometheusRule"]
+    rules = _rules(render(values_file, "alerts.enabled=true"))
+    assert set(rules) == set(ALERTS)
+    for name, metric in ALERTS.items():
+        assert metric in rules[name]["expr"], name
+        # Scoped to this release's services by default: OTLP metrics carry job="<service.namespace>/<service>".
+        assert 'job=~"md/.*"' in rules[name]["expr"], name
+        assert rules[name]["labels"]["severity"] in {"critical", "warning", "info"}
+        assert rules[name]["annotations"]["summary"]
+    assert rules["TickstrataStreamLagHigh"]["for"] == "5m"
+    assert rules["TickstrataStreamEntriesLost"]["labels"]["severity"] == "critical"
+
+
+def test_alert_thresholds_windows_and_selector_come_from_values() -> None:
+    objects = render(
+        "values.yaml",
+        "alerts.enabled=true",
+        "alerts.streamLag.oldestPendingAgeSecs=123",
+        "alerts.streamLag.behindEntries=4567",
+        "alerts.streamLag.for=7m",
+        "alerts.deadLetters.threshold=9",
+        "alerts.deadLetters.window=2h",
+        "alerts.entriesLost.window=30m",
+        "alerts.labels.release=kube-prometheus-stack",
+        'alerts.selector=env="prod"',
+    )
+    [rule] = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rules = _rules(objects)
+    lag = rules["TickstrataStreamLagHigh"]
+    assert lag["expr"] == 'max by (stream, group) (tickstrata_stream_oldest_pending_age_seconds{env="prod"}) > 123'
+    assert lag["for"] == "7m"
+    assert rules["TickstrataStreamBacklogHigh"]["expr"].endswith("> 4567")
+    assert rules["TickstrataStreamBacklogHigh"]["for"] == "7m"
+    dead = rules["TickstrataDeadLetters"]["expr"]
+    assert "[2h]" in dead
+    assert "offset 2h" in dead
+    assert dead.count("> 9") == 2
+    assert "[30m]" in rules["TickstrataStreamEntriesLost"]["expr"]
+    assert all('{env="prod"}' in r["expr"] and "job=" not in r["expr"] for r in rules.values())
+
+
+def test_a_loss_alert_also_sees_a_counter_series_that_starts_above_zero() -> None:
+    # A counter is exported from its first increment: increase() alone would miss a pod's first loss.
+    expr = _rules(render("values.yaml", "alerts.enabled=true"))["TickstrataStreamEntriesLost"]["expr"]
+    increased, appeared = expr.split("\nor\n")
+    assert increased.startswith("sum by (stream, group, cause) (increase(tickstrata_stream_lost_entries_total")
+    assert "unless tickstrata_stream_lost_entries_total" in appeared
+    assert "offset 15m" in appeared
+
+
+def test_the_schema_refuses_a_bad_alert_threshold() -> None:
+    good = helm("template", "rel", str(CHART), "--set", "alerts.streamLag.oldestPendingAgeSecs=600")
+    assert good.returncode == 0, good.stderr
+    for bad in (
+        "alerts.streamLag.oldestPendingAgeSecs=0",
+        "alerts.streamLag.oldestPendingAgeSecs=ten",
+        "alerts.streamLag.behindEntries=-1",
+        "alerts.streamLag.for=5min",
+        "alerts.deadLetters.threshold=-1",
+        "alerts.entriesLost.severity=page-everyone",
+        'alerts.selector=job="x"} or vector(1)',
+        "alerts.streamLag.oldestPendingAge=300",
+        "redis.inChart.maxmemory=lots",
+    ):
+        done = helm("template", "rel", str(CHART), "--set", bad)
+        assert done.returncode != 0, bad
+        assert "values don't meet the specifications of the schema" in done.stderr, (bad, done.stderr)
+
+
+def _dashboards(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for obj in objects:
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["labels"].get("grafana_dashboard") == "1":
+            for key, text in obj["data"].items():
+                found[key] = json.loads(text)
+    return found
+
+
+def test_the_streams_dashboard_shows_lag_and_losses_per_stream_and_group() -> None:
+    dashboards = _dashboards(render("values.yaml"))
+    assert {"collection.json", "streams.json"} <= set(dashboards)
+    for name, dashboard in dashboards.items():
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), name
+    assert len({dashboard["uid"] for dashboard in dashboards.values()}) == len(dashboards)
+    panels = dashboards["streams.json"]["panels"]
+    exprs = {target["expr"] for panel in panels for target in panel["targets"]}
+    for metric in STREAM_METRICS:
+        assert any(metric in expr for expr in exprs), metric
+    per_group = [expr for expr in exprs if "by (stream, group" in expr]
+    for metric in STREAM_METRICS[:4]:
+        assert any(metric in expr for expr in per_group), metric
+    assert any(panel["fieldConfig"]["defaults"]["unit"] == "ms" for panel in panels if "age" in panel["title"])
+
+
+def _args_after(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def _mebibytes(quantity: str) -> int:
+    units = {"Mi": 1, "Gi": 1024, "mb": 1, "gb": 1024}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+@pytest.mark.parametrize("sets", [(), ("redis.inChart.maxmemory=512mb",)])
+def test_the_in_chart_redis_is_bounded_refuses_writes_when_full_and_keeps_an_aof(sets: tuple[str, ...]) -> None:
+    [redis] = [
+        obj
+        for obj in render("values-dev.yaml", *sets)
+        if obj["kind"] == "StatefulSet" and obj["metadata"]["name"].endswith("-redis")
+    ]
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[0] == "redis-server"
+    assert _args_after(args, "--maxmemory-policy") == "noeviction"
+    assert _args_after(args, "--appendonly") == "yes"
+    assert _args_after(args, "--appendfsync") == "everysec"
+    maxmemory = _args_after(args, "--maxmemory")
+    assert maxmemory == ("512mb" if sets else "768mb")
+    limit = container["resources"]["limits"]["memory"]
+    assert _mebibytes(maxmemory) <= 0.9 * _mebibytes(limit)
+
+
+def test_a_redis_maxmemory_without_headroom_under_the_pod_limit_is_refused() -> None:
+    base = ["template", "rel", str(CHART), "-f", str(CHART / "values-dev.yaml")]
+    done = helm(*base, "--set", "redis.inChart.maxmemory=1gb")
+    assert done.returncode != 0
+    assert "over 90% of the pod's memory limit 1Gi" in done.stderr
+    done = helm(*base, "--set", "redis.inChart.resources.limits.memory=3Gi", "--set", "redis.inChart.maxmemory=2gb")
+    assert done.returncode == 0, done.stderr
+    done = helm(*base, "--set", "redis.inChart.resources.limits.memory=1G")
+    assert done.returncode != 0
+    assert "limits.memory must be set in Mi, Gi or Ti" in done.stderr

@@ -18,6 +18,7 @@ class RecordingSubscriber:
         self.id = conn_id
         self.combined = combined
         self.frames: list[dict[str, Any]] = []
+        self.floods: list[tuple[bytes, int, float]] = []
 
     def deliver(self, data: bytes) -> None:
         self.frames.append(json.loads(data))
@@ -36,6 +37,9 @@ class RecordingSubscriber:
 
     def shutdown(self, send_event: bool) -> None:
         pass
+
+    def flood(self, data: bytes, count: int, interval_secs: float) -> None:
+        self.floods.append((data, count, interval_secs))
 
     def of(self, event: str) -> list[dict[str, Any]]:
         return [frame for frame in self.frames if frame.get("e") == event]

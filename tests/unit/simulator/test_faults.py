@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from tests.unit.simulator._support import START_MS, RecordingSubscriber, make_engine, run
+from tickstrata.simulator import hostile
 from tickstrata.simulator.engine import VenueEngine
 from tickstrata.simulator.faults import FaultSpec, load_scenario, parse_faults
 from tickstrata.simulator.ratelimit import WeightLimiter
@@ -109,3 +112,37 @@ def test_unknown_symbol_in_a_fault_is_rejected() -> None:
     engine = make_engine()
     with pytest.raises(ValueError, match="unknown symbol"):
         engine.apply_fault(FaultSpec(kind="depth_gap", symbol="NOPEUSDT"), START_MS + 1)
+
+
+def test_bad_rest_serves_exactly_count_bad_answers_of_its_endpoint(spot: VenueEngine) -> None:
+    record = spot.apply_fault(FaultSpec(kind="bad_rest", body="html", endpoint="depth", count=2), START_MS)
+    assert spot.take_rest_fault("klines") is None  # another endpoint answers normally
+    served = [spot.take_rest_fault("depth") for _ in range(3)]
+    assert [spec.body if spec else None for spec in served] == ["html", "html", None]
+    assert record.effects == {"endpoint": "depth", "body": "html", "served": 2}
+
+
+def test_hostile_bodies_are_what_they_claim() -> None:
+    crossed = json.loads(hostile.crossed_depth(7))
+    assert crossed["lastUpdateId"] == 7
+    assert float(crossed["bids"][0][0]) > float(crossed["asks"][0][0])
+    bomb = hostile.gzip_bomb(8 * 1024 * 1024)
+    assert len(bomb) < 16 * 1024  # a thousandth of what it inflates to, and then some
+    assert json.loads(gzip.decompress(bomb)) == []
+    frame = hostile.garbage(1024 * 1024 + 1)
+    assert len(frame) == 1024 * 1024 + 1
+    assert frame.isascii()
+    with pytest.raises(ValueError):  # noqa: PT011 - whatever json says, it is not JSON
+        json.loads(frame)
+
+
+def test_garbage_floods_every_connection_with_frames_of_the_asked_size(spot: VenueEngine) -> None:
+    first, second = RecordingSubscriber(1), RecordingSubscriber(2)
+    spot.register(first)
+    spot.register(second)
+    spec = FaultSpec(kind="garbage", size_bytes=4096, count=30, frames_per_sec=20)
+    record = spot.apply_fault(spec, START_MS)
+    for subscriber in (first, second):
+        ((data, count, interval_secs),) = subscriber.floods
+        assert (len(data), count, interval_secs) == (4096, 30, 0.05)
+    assert record.effects == {"connections": [1, 2], "frames": 30, "frame_bytes": 4096}

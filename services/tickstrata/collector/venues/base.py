@@ -110,6 +110,21 @@ class ConnectionSpec(_Record, frozen=True):
     streams: tuple[str, ...]
 
 
+class SkippedInstrument(_Record, frozen=True):
+    """An ``exchangeInfo`` entry left out because we cannot represent it; ``symbol`` is None if unnamed."""
+
+    venue_symbol: str
+    symbol: str | None
+    reason: str
+
+
+class InstrumentList(msgspec.Struct, frozen=True):
+    """What an ``exchangeInfo`` body yielded: the usable instruments and the entries skipped."""
+
+    instruments: tuple[Instrument, ...]
+    skipped: tuple[SkippedInstrument, ...] = ()
+
+
 class RestRequest(_Record, frozen=True):
     """One REST call to make: path under the venue's base URL, query parameters, and its rate-limit weight."""
 
@@ -178,6 +193,10 @@ class VenueAdapter(abc.ABC):
 
     @abc.abstractmethod
     def parse_exchange_info(self, body: bytes) -> list[Instrument]: ...
+
+    def read_exchange_info(self, body: bytes) -> InstrumentList:
+        """Instruments and the entries skipped as unsupported (a venue that skips none need not override this)."""
+        return InstrumentList(tuple(self.parse_exchange_info(body)))
 
     @abc.abstractmethod
     def depth_request(self, symbol: str, limit: int) -> RestRequest: ...

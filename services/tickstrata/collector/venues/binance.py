@@ -314,7 +314,7 @@ class BinanceSpotAdapter(BinanceAdapter):
     string_decimals: ClassVar[int] = 8
 
     def _instrument(self, entry: SymbolInfo) -> Instrument | None:
-        symbol = f"{entry.base_asset}-{entry.quote_asset}"
+        symbol = self.normalized_symbol(entry.base_asset, entry.quote_asset)
         try:
             validate_symbol(symbol)
         except (TypeError, ValueError):
@@ -342,6 +342,7 @@ class BinanceUsdmAdapter(BinanceAdapter):
     """
 
     exchange = "binance-usdm"
+    symbol_suffix = "-PERP"
     default_ws_url = "wss://fstream.binance.com"
     default_rest_url = "https://fapi.binance.com"
     max_incoming_messages_per_sec = 10
@@ -394,7 +395,7 @@ class BinanceUsdmAdapter(BinanceAdapter):
     def _instrument(self, entry: SymbolInfo) -> Instrument | None:
         if entry.contract_type != "PERPETUAL":  # dated futures (BTCUSDT_250926) have no normalized form yet
             return None
-        symbol = f"{entry.base_asset}-{entry.quote_asset}-PERP"
+        symbol = self.normalized_symbol(entry.base_asset, entry.quote_asset)
         try:
             validate_symbol(symbol)
         except (TypeError, ValueError):

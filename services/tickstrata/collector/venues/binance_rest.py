@@ -29,9 +29,10 @@ from tickstrata.collector.validation import (
     classify_decode_error,
     event_time_ns,
     fail,
+    is_positive,
     schedule_time_ns,
 )
-from tickstrata.collector.venues.base import DepthSnapshot, PriceLevels, RestRequest
+from tickstrata.collector.venues.base import DepthSnapshot, InstrumentList, PriceLevels, RestRequest, SkippedInstrument
 from tickstrata.collector.venues.binance_parsers import (
     KLINE_INTERVAL_SECS,
     AggTradeRow,
@@ -165,10 +166,20 @@ class SymbolInfo(msgspec.Struct, rename="camel"):
 
 
 class _ExchangeInfo(msgspec.Struct):
-    symbols: list[SymbolInfo]
+    symbols: list[msgspec.Raw]  # decoded one by one: a malformed entry costs that instrument, not the list
+
+
+class _EntryName(msgspec.Struct, rename="camel"):
+    """Just enough of an entry to name it in a warning when the entry as a whole does not decode."""
+
+    symbol: str = "?"
+    base_asset: str = ""
+    quote_asset: str = ""
 
 
 _EXCHANGE_INFO: Final = msgspec.json.Decoder(_ExchangeInfo)
+_SYMBOL_INFO: Final = msgspec.json.Decoder(SymbolInfo)
+_ENTRY_NAME: Final = msgspec.json.Decoder(_EntryName)
 
 
 _ERROR: Final = msgspec.json.Decoder(VenueErrorBody)
@@ -192,6 +203,8 @@ class BinanceRest(abc.ABC):
     agg_trades_page_limit: ClassVar[int]
     exchange_info_path: ClassVar[str]
     exchange_info_weight: ClassVar[int]
+    symbol_suffix: ClassVar[str] = ""
+    """Appended to ``BASE-QUOTE`` to make the normalized symbol (``-PERP`` for perpetuals)."""
     depth_path: ClassVar[str]
     depth_weights: ClassVar[tuple[tuple[int, int], ...]]
     """``(largest limit, weight)`` rows, ascending."""
@@ -211,23 +224,57 @@ class BinanceRest(abc.ABC):
         return RestRequest(self.exchange_info_path, {}, self.exchange_info_weight)
 
     def parse_exchange_info(self, body: bytes) -> list[Instrument]:
-        """Instruments from ``exchangeInfo``; names that do not normalize (non-ASCII tickers) are skipped."""
+        """Instruments from ``exchangeInfo``; see ``read_exchange_info`` for what is left out."""
+        return list(self.read_exchange_info(body).instruments)
+
+    def read_exchange_info(self, body: bytes) -> InstrumentList:
+        """Instruments from ``exchangeInfo``, and the entries skipped with why.
+
+        Names that do not normalize (non-ASCII tickers) and markets we do not serve (dated futures) are left out
+        silently: nothing is wrong with them. An entry we cannot represent (an unsupported precision, a filter
+        value that is no positive number, a shape that does not decode) is skipped and listed: one odd
+        instrument must not stop a collector serving the others. A body that is not an instrument list at all
+        raises ``InvalidPayloadError``.
+        """
         info: _ExchangeInfo = decode_body(_EXCHANGE_INFO, body)
-        instruments = []
-        for entry in info.symbols:
-            instrument = self._instrument(entry)
-            if instrument is not None:
-                instruments.append(instrument)
-        return instruments
+        instruments: list[Instrument] = []
+        skipped: list[SkippedInstrument] = []
+        for raw in info.symbols:
+            try:
+                instrument = self._instrument(_SYMBOL_INFO.decode(raw))
+            except _DECODE_ERRORS as error:
+                skipped.append(self._skipped(raw, f"shape: {classify_decode_error(error)}"))
+            except (ValueError, ArithmeticError) as error:  # Instrument and decimals_of refuse what we cannot format
+                skipped.append(self._skipped(raw, f"precision or filter: {error}"))
+            else:
+                if instrument is not None:
+                    instruments.append(instrument)
+        return InstrumentList(tuple(instruments), tuple(skipped))
+
+    def normalized_symbol(self, base: str, quote: str) -> str:
+        return f"{base}-{quote}{self.symbol_suffix}"
+
+    def _skipped(self, raw: msgspec.Raw, reason: str) -> SkippedInstrument:
+        try:
+            name = _ENTRY_NAME.decode(raw)
+        except _DECODE_ERRORS:
+            return SkippedInstrument("?", None, reason)
+        symbol = self.normalized_symbol(name.base_asset, name.quote_asset) if name.base_asset else None
+        return SkippedInstrument(name.symbol, symbol, reason)
 
     @abc.abstractmethod
     def _instrument(self, entry: SymbolInfo) -> Instrument | None:
-        """The normalized instrument of one ``exchangeInfo`` entry, or ``None`` to skip it."""
+        """The normalized instrument of one ``exchangeInfo`` entry, ``None`` to leave it out, ``ValueError`` if
+        the entry is one we cannot represent."""
 
     @staticmethod
     def _filters(entry: SymbolInfo) -> tuple[Decimal, Decimal]:
+        """Tick and step size; 0 when the filter is absent, ``ValueError`` when a value is no usable number."""
         tick = next((f.tick_size for f in entry.filters if f.filter_type == "PRICE_FILTER"), None)
         step = next((f.step_size for f in entry.filters if f.filter_type == "LOT_SIZE"), None)
+        for name, value in (("PRICE_FILTER tickSize", tick), ("LOT_SIZE stepSize", step)):
+            if value is not None and value and not is_positive(value):
+                raise ValueError(f"unsupported {name} {value}")
         return (tick or Decimal(0), step or Decimal(0))
 
     def depth_request(self, symbol: str, limit: int) -> RestRequest:
