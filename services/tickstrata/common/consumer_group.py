@@ -362,8 +362,11 @@ class ConsumerGroup:
         # owed to it, so they must not read as its losses (its entries-read counts them as read).
         try:
             info: Any = await self._redis.xinfo_stream(stream)
+            groups: Any = await self._redis.xinfo_groups(stream)
         except ResponseError:  # no such stream (yet): the group starts at the beginning of an empty stream
-            info = {"first-entry": None, "entries-added": 0, "length": 0}
+            info, groups = {"first-entry": None, "entries-added": 0, "length": 0}, []
+        if any(_text(group["name"]) == self._config.group for group in groups):
+            return  # checked first: XGROUP CREATE is refused outright by a full Redis, even for an existing group
         first = info.get("first-entry")
         start = format_id(just_before(parse_id(first[0]))) if first else "$"
         try:

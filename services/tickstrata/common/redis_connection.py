@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tickstrata.common.health import CheckResult, ReadinessCheck
@@ -96,4 +96,6 @@ async def enforce_memory_policy(client: aioredis.Redis, *, retry_secs: float = 1
 def is_redis_full(error: BaseException) -> bool:
     """Redis at its `maxmemory` under `noeviction` refuses commands that could grow it, with an OOM error (also when
     the command ran in a pipeline, whose error names the command first)."""
-    return isinstance(error, ResponseError) and "OOM command not allowed" in str(error)
+    if isinstance(error, OutOfMemoryError):  # redis-py's class for a bare OOM reply (its message drops "OOM")
+        return True
+    return isinstance(error, ResponseError) and "used memory > 'maxmemory'" in str(error)

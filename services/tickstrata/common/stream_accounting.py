@@ -114,6 +114,13 @@ def undelivered_loss(stream: StreamState, group: GroupState, *, entries_read: in
     stream's ``max-deleted-entry-id``, without a count.
     """
     past_cursor = stream.first_entry is None or stream.first_entry > group.last_delivered
+    if entries_read == 0 and group.last_delivered != ZERO_ID:
+        entries_read = None  # Redis 7.0 loses the counter over an AOF restart: a cursor that moved has read some
+    if past_cursor and entries_read is None:
+        if stream.first_entry is None and stream.last_generated > group.last_delivered:
+            # Emptied past the cursor: entries were added after it and none survives (at least one lost).
+            return UndeliveredLoss(group.last_delivered, stream.last_generated, skippable=True, entries=None)
+        return None
     if past_cursor and entries_read is not None:
         lost = stream.entries_added - entries_read - stream.length
         if lost > 0:

@@ -112,3 +112,16 @@ def test_loss_gap_window_covers_events_queued_before_the_first_lost_id() -> None
 @pytest.mark.parametrize("name", ["qa:gaps", "md:Evil:trades", "dlq:writer"])
 def test_no_gap_for_a_stream_that_names_no_venue(name: str) -> None:
     assert loss_gap(name, (1, 0), (2, 0), cause="x", now_ns=0) is None
+
+
+def test_a_counter_lost_over_a_redis_restart_is_not_read_as_a_loss() -> None:
+    # After an AOF restart Redis 7.0 may report entries-read 0 for a group that had read everything.
+    state = stream(first=(61, 0), added=100, length=40)
+    assert undelivered_loss(state, group((60, 0)), entries_read=0) is None
+    assert undelivered_loss(state, group((60, 0)), entries_read=None) is None
+
+
+def test_an_emptied_stream_past_the_cursor_is_a_loss_even_without_counters() -> None:
+    loss = undelivered_loss(stream(first=None, added=20, length=0), group((5, 0)), entries_read=None)
+    assert loss is not None
+    assert (loss.through, loss.skippable, loss.entries) == ((9999, 0), True, None)
