@@ -41,6 +41,7 @@ from typing import Any, Final, cast
 import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a package when run as a script
 from bench import _harness as h
@@ -249,7 +250,7 @@ class _HandlerContext:
 async def _handler_times(redis_url: str, *, mirror: bool, calls: int) -> dict[str, list[float]]:
     settings = QuerySettings(redis_url=redis_url, latest_mirror=mirror)
     client = connect_redis(redis_url)
-    rpcs = LatestRpcs(client, settings)
+    rpcs = LatestRpcs(client, settings, metrics.get_meter("bench"))
     await rpcs.start()
     try:
         deadline = time.monotonic() + 10

@@ -13,7 +13,8 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tickstrata.collector.connection import DisconnectKind, VenueConnection, backoff_delay_secs
+from tickstrata.collector.connection import DisconnectKind, VenueConnection
+from tickstrata.common.backoff import backoff_delay_secs
 
 
 @dataclass
