@@ -28,6 +28,7 @@ from tests.integration.writer_harness import (
     pending,
     publish,
     run_until,
+    select,
     spans,
     text,
     tracer_provider,
@@ -56,8 +57,8 @@ async def test_every_trade_once_replays_dedup_and_poison_is_dead_lettered(
     stream = xadd_args(trades[:1]).name
     publish(redis_client, trades[:100])
     poison_id = redis_client.xadd(stream, {b"v": b"1", b"d": b"\xc1 not msgpack"})
-    # Well-formed but refused by the events' own checks: found by the columns' checks, then dead-lettered alone
-    # while the entries read with it in one batch are stored.
+    # Well-formed but refused by the entry rules, then dead-lettered alone while the entries read with it in one
+    # batch are stored.
     nan_trade = ["t", exchange, "BTC-USDT", "nan-1", "NaN", "1", "buy", TS0_NS, TS0_NS]
     nan_id = redis_client.xadd(stream, {b"v": b"1", b"d": msgspec.msgpack.encode([nan_trade])})
     publish(redis_client, trades[100:])
@@ -76,7 +77,8 @@ async def test_every_trade_once_replays_dedup_and_poison_is_dead_lettered(
     dead_letters: Any = redis_client.xrange("dlq:writer")
     dead = [decode_dead_letter(fields) for _, fields in dead_letters]
     assert [(d.source_stream, d.entry_id) for d in dead] == [(stream, text(poison_id)), (stream, text(nan_id))]
-    assert all(d.reason.startswith("bad_events") for d in dead)
+    # Garbage fails the decoder; the NaN price fails the entry rules before any column is built.
+    assert [d.reason.split(":")[0] for d in dead] == ["bad_events", "number_out_of_range"]
 
     # The same events published again (a collector replay, a backfill) add no rows.
     publish(redis_client, trades, per_entry=70)
@@ -195,3 +197,47 @@ def test_writer_killed_mid_way_loses_nothing(
             process.wait(10)
     wait_until(lambda: wal_applied(questdb_server), "WAL apply")
     assert_exact(questdb_server, trades)
+
+
+async def test_entries_breaking_the_rules_are_dead_lettered_with_no_row_or_partition(
+    writer: InProcessWriter, redis_client: redis.Redis, questdb_server: QuestDBServer
+) -> None:
+    # The cases: another venue's trade and a candle on a trades stream, a 1970 and a 2262 timestamp, a
+    # negative price, a crossed quote. Each is dead-lettered with its rule; the good trade beside them is stored.
+    exchange = new_exchange()
+    good, kraken, early, late, negative = make_trades(exchange, 0, 5)
+    stream = xadd_args([good]).name
+    bad_entries = {
+        "wrong_exchange": [msgspec.structs.replace(kraken, exchange="kraken")],
+        "timestamp_out_of_range": [msgspec.structs.replace(early, ts_event_ns=1_000)],
+        "negative_size": [msgspec.structs.replace(negative, size=Decimal("-1"))],
+    }
+    ids = {rule: redis_client.xadd(stream, xadd_args(events).fields) for rule, events in bad_entries.items()}
+    ids["timestamp_out_of_range_2262"] = redis_client.xadd(
+        stream, xadd_args([msgspec.structs.replace(late, ts_event_ns=2**63 - 1, ts_recv_ns=2**63 - 1)]).fields
+    )
+    candle = Candle(
+        exchange=exchange, symbol="BTC-USDT", interval_secs=60, open_time_ns=TS0_NS, open=Decimal("1.5"),
+        high=Decimal("2"), low=Decimal("1"), close=Decimal("1.75"), volume=Decimal("10"), quote_volume=None,
+        trade_count=None, closed=True, source=CandleSource.BUILT, ts_event_ns=TS0_NS + 60, ts_recv_ns=TS0_NS + 61,
+    )  # fmt: skip
+    ids["wrong_data_type"] = redis_client.xadd(stream, xadd_args([candle]).fields)
+    publish(redis_client, [good])
+
+    def dead_letters() -> dict[str, str]:
+        entries: Any = redis_client.xrange("dlq:writer")
+        letters = [decode_dead_letter(fields) for _, fields in entries]
+        return {d.entry_id: d.reason.split(":")[0] for d in letters if d.source_stream == stream}
+
+    await run_until(writer, lambda: len(dead_letters()) == 5 and len(trade_rows(questdb_server, exchange)) == 1, "5")
+    assert dead_letters() == {
+        text(ids["wrong_exchange"]): "wrong_exchange",
+        text(ids["timestamp_out_of_range"]): "timestamp_out_of_range",
+        text(ids["negative_size"]): "negative_size",
+        text(ids["timestamp_out_of_range_2262"]): "timestamp_out_of_range",
+        text(ids["wrong_data_type"]): "wrong_data_type",
+    }
+    assert_exact(questdb_server, [good])
+    assert select(questdb_server, f"SELECT count() FROM candles WHERE exchange = '{exchange}'") == [[0]]
+    partitions = {row[0] for row in select(questdb_server, "SELECT name FROM table_partitions('trades')")}
+    assert not {name for name in partitions if name.startswith(("1970", "2262"))}, partitions
