@@ -314,7 +314,7 @@ def test_the_streams_dashboard_shows_lag_and_losses_per_stream_and_group() -> No
     per_group = [expr for expr in exprs if "by (stream, group" in expr]
     for metric in STREAM_METRICS[:4]:
         assert any(metric in expr for expr in per_group), metric
-    assert any(panel["fieldConfig"]["defaults"]["unit"] == "ms" for panel in panels if "age" in panel["title"])
+    assert any(panel["fieldConfig"]["defaults"]["unit"] == "s" for panel in panels if "age" in panel["title"])
 
 
 def _args_after(args: list[str], flag: str) -> str:
