@@ -180,10 +180,10 @@ class GapIndex:
         return self._windows.get((exchange, symbol, data_type), []) + self._windows.get((exchange, None, data_type), [])
 
     def contains(self, key: SymbolKey, data_type: DataType, ts_ns: int) -> bool:
-        return any(start <= ts_ns <= end for start, end in self._candidates(key, data_type))
+        return any(start <= ts_ns < end for start, end in self._candidates(key, data_type))  # half-open windows
 
     def overlaps(self, key: SymbolKey, data_type: DataType, low_ns: int, high_ns: int) -> bool:
-        return any(start <= high_ns and end >= low_ns for start, end in self._candidates(key, data_type))
+        return any(start <= high_ns and end > low_ns for start, end in self._candidates(key, data_type))
 
 
 @dataclass

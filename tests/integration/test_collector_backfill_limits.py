@@ -1,9 +1,10 @@
-"""BackfillService under a storm of calls: jobs bounded, the excess refused, the collector's memory flat.
+"""BackfillService under a storm of calls: a few jobs run, more queue, the excess is refused, memory stays flat.
 
 Real simulator, real Redis, a real collector process, real gRPC. The venue is made to answer one 429 with a long
-`Retry-After` first, so every admitted job sits in the collector's REST pause instead of finishing in a few
-milliseconds: the job slots are really full while the storm arrives (the situation the bound exists for: the venue
-rate-limits us and callers keep asking).
+`Retry-After` first, so every admitted job sits behind the collector's REST pause instead of finishing in a few
+milliseconds: the running slots and the queue are really full while the storm arrives (the situation the bounds
+exist for: the venue rate-limits us and callers keep asking). The venue bans (418) any request inside its
+`Retry-After`; it never has to.
 """
 
 from __future__ import annotations
@@ -132,24 +133,38 @@ async def statuses(port: int, job_ids: set[str]) -> dict[str, pb.BackfillJob]:
 
 
 def most_at_once(jobs: list[pb.BackfillJob]) -> int:
-    """The most jobs that held a slot at the same instant: a sweep over [created, finished) (open if unfinished)."""
+    """The most jobs kept (running or queued) at the same instant: a sweep over [created, finished)."""
     edges: list[tuple[int, int]] = []
     for job in jobs:
         edges.append((job.ts_created_ns, +1))
         if job.ts_finished_ns:
             edges.append((job.ts_finished_ns, -1))
-    # At equal stamps the release sorts first: a slot freed and taken at the same nanosecond was held once.
-    running = peak = 0
+    # At equal stamps the release sorts first: a place freed and taken at the same nanosecond was held once.
+    held = peak = 0
     for _stamp, step in sorted(edges):
-        running += step
-        peak = max(peak, running)
+        held += step
+        peak = max(peak, held)
     return peak
+
+
+async def not_found_codes(port: int) -> tuple[grpc.StatusCode, grpc.StatusCode]:
+    """The codes for a symbol outside the feed and for a job id never issued."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.BackfillServiceStub(channel)
+        request = backfill_request("unknown-symbol", time.time_ns())
+        request.symbol = "NOPE-USDT"
+        with pytest.raises(grpc.aio.AioRpcError) as unknown_symbol:
+            await stub.Backfill(request, timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as unknown_job:
+            await stub.GetBackfillStatus(pb.GetBackfillStatusRequest(job_id="binance-0-0"), timeout=10)
+    return unknown_symbol.value.code(), unknown_job.value.code()
 
 
 async def test_ten_thousand_backfill_calls_keep_jobs_bounded_and_memory_flat(
     tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer
 ) -> None:
-    limit = load_settings(CollectorSettings, {}).backfill_max_concurrent_jobs
+    settings = load_settings(CollectorSettings, {})
+    running_limit, queue_limit = settings.backfill_max_running_jobs, settings.backfill_max_queued_jobs
     with running_collector(
         tmp_path, fresh_simulator, redis_server.url, exchange="binance", symbols=["BTC-USDT"], channels=["trades"]
     ) as collector:
@@ -174,7 +189,7 @@ async def test_ten_thousand_backfill_calls_keep_jobs_bounded_and_memory_flat(
         in_pause = time.monotonic() - paused_at < PAUSE_SECS  # every admitted job was still waiting throughout
 
         print(
-            f"\n{CALLS} Backfill calls in {storm_secs:.1f} s; limit {limit}; "
+            f"\n{CALLS} Backfill calls in {storm_secs:.1f} s; {running_limit} running, {queue_limit} queued at most; "
             f"RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB"
         )
         codes = collections.Counter(outcome.code for outcome in outcomes)
@@ -182,7 +197,7 @@ async def test_ten_thousand_backfill_calls_keep_jobs_bounded_and_memory_flat(
         # The excess is refused, and says why.
         refused = [outcome for outcome in outcomes if outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED]
         assert len(refused) > CALLS // 2, codes
-        assert all(f"limit is {limit}" in outcome.message for outcome in refused), refused[0].message
+        assert all(f"queued, the limit is {queue_limit}" in outcome.message for outcome in refused), refused[0].message
         # Idempotent: all calls naming one request id got one job, the primer's even while every slot was taken.
         everything = [primer, *warmup, *outcomes]
         job_by_request: dict[str, set[str]] = collections.defaultdict(set)
@@ -194,11 +209,22 @@ async def test_ten_thousand_backfill_calls_keep_jobs_bounded_and_memory_flat(
         assert job_by_request[PRIMER_ID] == {primer.job_id}
         admitted = set().union(*job_by_request.values())
         jobs = await statuses(collector.grpc_port, admitted)
+        in_pause = in_pause and time.monotonic() - paused_at < PAUSE_SECS
+        not_found = await not_found_codes(collector.grpc_port)
+        rest_state = simulator_state(fresh_simulator, "binance")["rest"]
 
-    # Never more than `limit` jobs held a slot at once, by the collector's own stamps; and the limit was reached.
+    # Never more than running + queued jobs were kept at once, by the collector's own stamps; and that was reached.
     assert set(jobs) == admitted
-    assert most_at_once(list(jobs.values())) == limit
-    if in_pause:  # no job could finish while the venue's pause lasted: the first `limit` were all there was
-        assert len(admitted) == limit, sorted(admitted)
-    # Flat memory: the table holds at most `limit` running and a bounded number of finished jobs.
+    assert most_at_once(list(jobs.values())) == running_limit + queue_limit
+    if in_pause:  # no job could finish while the venue's pause lasted: the first ones admitted were all there was
+        assert len(admitted) == running_limit + queue_limit, len(admitted)
+        by_status = collections.Counter(job.status for job in jobs.values())
+        assert by_status == {pb.BACKFILL_STATUS_RUNNING: running_limit, pb.BACKFILL_STATUS_QUEUED: queue_limit}
+        assert jobs[primer.job_id].status == pb.BACKFILL_STATUS_RUNNING  # first come, first served
+    assert not_found == (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.NOT_FOUND)
+    # Every request after the 429 waited out the Retry-After: the venue, which bans any other, never had to.
+    assert rest_state["responses"].get("429", 0) == 1
+    assert rest_state["responses"].get("418", 0) == 0
+    assert rest_state["banned_until_ms"] == 0
+    # Flat memory: the table holds at most the running, the queued and a bounded number of finished jobs.
     assert rss_after - rss_before < RSS_NOISE_BYTES, (rss_before, rss_after)

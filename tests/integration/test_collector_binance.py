@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -26,7 +27,13 @@ from tests.integration.servers.simulator_fixtures import SimulatorEndpoints, sta
 from tickstrata.backfill.v1 import backfill_service_pb2 as backfill_pb
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc as backfill_grpc
 from tickstrata.common.events import BookSnapshot, Candle, Funding, GapKind, Quote, Trade
-from tickstrata.common.streams import collector_stats_key, decode_entry, decode_latest_price, latest_price_key
+from tickstrata.common.streams import (
+    GAP_STREAM,
+    collector_stats_key,
+    decode_entry,
+    decode_latest_price,
+    latest_price_key,
+)
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_pb2
 
@@ -41,6 +48,7 @@ SPOT_SYMBOLS = [
 ]  # fmt: skip
 PERP_SYMBOLS = [f"{symbol}-PERP" for symbol in SPOT_SYMBOLS]
 CLOCK_RELATIVE_CASES = {"trade_time_in_future", "candle_open_in_future", "event_before_listing"}
+MINUTE_NS = 60_000_000_000
 HOSTILE_CORPUS = Path(__file__).parents[1] / "data" / "exchanges" / "binance" / "hostile.jsonl"
 
 
@@ -51,12 +59,14 @@ def fresh_simulator(tmp_path: Path) -> Iterator[SimulatorEndpoints]:
         tmp_path,
         trades_per_sec="15",
         book_updates_per_sec="10",
-        # Venue keepalives at test speed: a collector that failed to answer pings would be cut within seconds,
-        # and the gap-free assertions below would fail.
+        # Venue keepalives at test speed: pings every 0.5 s, so the tests can assert the collector answers them
+        # (assert_pings_answered). The pong deadline tolerates a start-up stall of a few seconds on a loaded 2-core
+        # machine (two collectors and the simulator share it); a collector that never answered would still be cut
+        # within 5.5 s and leave a gap in the trade ids.
         spot_ping_interval_secs="0.5",
-        spot_pong_timeout_secs="1.5",
+        spot_pong_timeout_secs="5",
         usdm_ping_interval_secs="0.5",
-        usdm_pong_timeout_secs="1.5",
+        usdm_pong_timeout_secs="5",
     )
     try:
         yield endpoints
@@ -95,9 +105,26 @@ def backfill(
     return reply
 
 
-def assert_trade_ids_consecutive(trades: list[Trade]) -> None:
+def evidence(reply: backfill_pb.BackfillResponse) -> list[tuple[int, int, int, int]]:
+    """The job's evidence runs as (start_ns, end_ns, finding, rows)."""
+    return [(run.start_ns, run.end_ns, run.finding, run.rows) for run in reply.job.buckets]
+
+
+def assert_trade_ids_consecutive(trades: list[Trade], published: Published | None = None) -> None:
     ids = sorted({int(trade.trade_id) for trade in trades})
-    assert ids == list(range(ids[0], ids[-1] + 1)), "trade ids skipped values"
+    skipped = [(before, after) for before, after in itertools.pairwise(ids) if after != before + 1]
+    # The published gap events say why (a disconnect, a stale connection), which the ids alone cannot.
+    gaps = published.events(GAP_STREAM) if published is not None and skipped else []
+    assert not skipped, f"trade ids skipped values (last seen, next seen): {skipped[:5]}; gap events: {gaps}"
+
+
+def assert_pings_answered(endpoints: SimulatorEndpoints, exchange: str) -> None:
+    """Every connection the collector holds has answered the venue's pings (Binance cuts those that do not)."""
+    connections = simulator_state(endpoints, exchange)["connections"]
+    assert connections, f"no {exchange} connection open"
+    for connection in connections:
+        assert connection["pings_sent"] >= 2, connection
+        assert connection["pongs_received"] >= 1, f"pings left unanswered: {connection}"
 
 
 def test_spot_and_usdm_publish_every_channel_for_20_symbols(
@@ -113,11 +140,13 @@ def test_spot_and_usdm_publish_every_channel_for_20_symbols(
             what="trades of all 40 instruments",
         )
         time.sleep(3)  # a few book samples and a funding update per symbol
+        assert_pings_answered(fresh_simulator, "binance")
+        assert_pings_answered(fresh_simulator, "binance-usdm")
     for exchange, symbols in (("binance", SPOT_SYMBOLS), ("binance-usdm", PERP_SYMBOLS)):
         trades = published.trades(exchange)
         assert sorted(trades) == sorted(symbols)
         for symbol, symbol_trades in trades.items():
-            assert_trade_ids_consecutive(symbol_trades)
+            assert_trade_ids_consecutive(symbol_trades, published)
             raw = published.client.get(latest_price_key(exchange, symbol))
             assert isinstance(raw, bytes)
             cached = decode_latest_price(raw)
@@ -334,7 +363,7 @@ def test_backfill_rpc_publishes_exactly_the_missing_trades(
     trades = published.trades("binance")["BTC-USDT"]
     backfilled = [trade for trade in trades if trade.backfilled]
     assert reply.job.rows_published == len(backfilled) > 0
-    assert all(gap.start_ns <= trade.ts_event_ns <= gap.end_ns for trade in backfilled)
+    assert all(gap.start_ns <= trade.ts_event_ns < gap.end_ns for trade in backfilled)  # half-open, exactly
     live = {trade.trade_id: trade for trade in trades if not trade.backfilled}
     for trade in backfilled:  # history agrees with the stream wherever both have the trade
         if trade.trade_id in live:
@@ -400,7 +429,7 @@ def test_outage_loses_nothing_so_reports_nothing_and_history_is_empty_too(
             what="trades after the outage",
         )
         reply = backfill(
-            collector, "BTC-USDT", market_data_pb2.DATA_TYPE_TRADES, start_ns, end_ns - 1, reason="outage check"
+            collector, "BTC-USDT", market_data_pb2.DATA_TYPE_TRADES, start_ns, end_ns, reason="outage check"
         )
     trades = published.trades("binance")["BTC-USDT"]
     assert not [t for t in trades if start_ns <= t.ts_event_ns < end_ns]
@@ -437,15 +466,18 @@ def test_candles_empty_minutes_and_revisions(
         revised_open_ns = closed()[0].open_time_ns
         fault = {"kind": "candle_revision", "symbol": "SOLUSDT", "open_time_ms": revised_open_ns // 1_000_000}
         assert post_fault(fresh_simulator, "binance", fault)["effects"]["open_time_ms"] * 1_000_000 == revised_open_ns
+        # The minute gets evidence once it has ended by the collector's clock less its 1 s margin for the venue's.
+        time.sleep(max(0.0, (revised_open_ns + MINUTE_NS - time.time_ns()) / 1e9 + 1.5))
         reply = backfill(
             collector,
             "SOL-USDT",
             market_data_pb2.DATA_TYPE_CANDLES,
             revised_open_ns,
-            revised_open_ns + 59_999_999_999,
+            revised_open_ns + MINUTE_NS,  # half-open: exactly that minute
             reason="revision check",
         )
         assert reply.job.status == backfill_pb.BACKFILL_STATUS_SUCCEEDED, reply.job.error_message
+        assert evidence(reply) == [(revised_open_ns, revised_open_ns + MINUTE_NS, backfill_pb.BUCKET_FINDING_DATA, 1)]
         wait_until(lambda: bool(closed(empty_open_ns)), timeout_secs=150, what="the empty minute's closed candle")
     candles = [c for c in published.events("md:binance:candles") if isinstance(c, Candle)]
     from_rest = [c for c in candles if c.source == "rest" and c.open_time_ns == revised_open_ns]
@@ -461,3 +493,59 @@ def test_candles_empty_minutes_and_revisions(
     assert not [t for t in trades if empty_open_ns <= t.ts_event_ns < empty_open_ns + 60_000_000_000]
     assert published.gaps() == []  # an empty minute is the venue's truth, not a loss
     assert_trade_ids_consecutive(trades)
+
+
+def test_backfill_evidence_proves_an_empty_minute_and_an_outage_minute(
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer
+) -> None:
+    """The venue's REST history as witness: trades in the minute before, none in an empty minute (its candle has
+    zero trades: EMPTY), none in an outage minute (no candle at all: NO_RECORD for candles, EMPTY for trades)."""
+    with running_collector(
+        tmp_path,
+        fresh_simulator,
+        redis_server.url,
+        exchange="binance",
+        symbols=["SOL-USDT"],
+        channels=["trades"],
+        watchdog_timeout_secs="150",  # the outage silences the socket for a minute: no reconnect noise
+    ) as collector:
+        empty = post_fault(fresh_simulator, "binance", {"kind": "empty_interval", "symbol": "SOLUSDT", "minutes": 1})
+        empty_ns = empty["effects"]["start_ms"] * 1_000_000  # the next whole minute
+        outage_ns = empty_ns + MINUTE_NS
+        outage = post_fault(
+            fresh_simulator, "binance", {"kind": "outage", "start_ms": outage_ns // 1_000_000, "duration_secs": 60}
+        )
+        assert outage["effects"]["start_ms"] * 1_000_000 == outage_ns
+        before_ns, end_ns = empty_ns - MINUTE_NS, outage_ns + MINUTE_NS
+        # Evidence is given for minutes that ended (less a second for the venue's clock) before they were fetched.
+        time.sleep(max(0.0, (end_ns - time.time_ns()) / 1e9 + 2))
+        candles = backfill(
+            collector,
+            "SOL-USDT",
+            market_data_pb2.DATA_TYPE_CANDLES,
+            before_ns,
+            end_ns,
+            reason="evidence",
+            request_id="c",
+        )
+        trades = backfill(
+            collector,
+            "SOL-USDT",
+            market_data_pb2.DATA_TYPE_TRADES,
+            before_ns,
+            end_ns,
+            reason="evidence",
+            request_id="t",
+        )
+    assert candles.job.status == backfill_pb.BACKFILL_STATUS_SUCCEEDED, candles.job.error_message
+    assert evidence(candles) == [
+        (before_ns, empty_ns, backfill_pb.BUCKET_FINDING_DATA, 1),
+        (empty_ns, outage_ns, backfill_pb.BUCKET_FINDING_EMPTY, 1),  # the venue's flat zero-trade candle
+        (outage_ns, end_ns, backfill_pb.BUCKET_FINDING_NO_RECORD, 0),  # the venue has no candle for it
+    ]
+    assert candles.job.rows_published == 2
+    assert trades.job.status == backfill_pb.BACKFILL_STATUS_SUCCEEDED, trades.job.error_message
+    ((start, stop, finding, rows), *rest) = evidence(trades)
+    assert (start, stop, finding) == (before_ns, empty_ns, backfill_pb.BUCKET_FINDING_DATA)
+    assert rows == trades.job.rows_published > 0  # every trade of the window lies in the minute before
+    assert rest == [(empty_ns, end_ns, backfill_pb.BUCKET_FINDING_EMPTY, 0)]  # trades cannot tell an outage apart

@@ -381,7 +381,7 @@ def _soak(stack: Stack, size: SoakSize) -> None:
     }
     for index, gap in enumerate(gaps[:10]):
         run[f"gap {index}"] = (
-            f"{gap.kind} {gap.exchange}/{gap.symbol or '*'}/{gap.data_type} [{gap.start_ns}, {gap.end_ns}] "
+            f"{gap.kind} {gap.exchange}/{gap.symbol or '*'}/{gap.data_type} [{gap.start_ns}, {gap.end_ns}) "
             f"({(gap.end_ns - gap.start_ns) / 1e9:.1f} s) {gap.cause}"
         )
     table = figures_table(types, run)
@@ -432,7 +432,7 @@ def test_reconcile_trades_flags_duplicates_phantoms_and_losses_outside_gaps() ->
     sent.trades[SPOT_BTC] = {i: 1_000 * i for i in range(1, 7)}
     stored = Stored()
     stored.trades[SPOT_BTC] = Counter({1: 1, 2: 2, 4: 1, 6: 1, 99: 1})  # 3 and 5 lost, 2 twice, 99 never sent
-    [trades, *_] = reconcile(sent, stored, [_gap(SPOT_BTC, DataType.TRADES, 2_500, 3_000)])
+    [trades, *_] = reconcile(sent, stored, [_gap(SPOT_BTC, DataType.TRADES, 2_500, 3_001)])
     assert (trades.sent, trades.stored, trades.missing_in_gaps) == (6, 6, 1)  # 3 is excused, 5 is not
     assert (trades.missing_uncovered, trades.duplicates, trades.phantoms) == (1, 1, 1)
     assert not trades.ok
@@ -440,7 +440,7 @@ def test_reconcile_trades_flags_duplicates_phantoms_and_losses_outside_gaps() ->
     stored.trades[SPOT_BTC] = Counter({1: 1, 2: 1, 4: 1, 6: 1})
     [trades, *_] = reconcile(sent, stored, [_gap(SPOT_BTC, DataType.QUOTES, 0, 10_000)])
     assert trades.missing_uncovered == 2
-    [trades, *_] = reconcile(sent, stored, [_gap(("binance", None), DataType.TRADES, 3_000, 5_000)])
+    [trades, *_] = reconcile(sent, stored, [_gap(("binance", None), DataType.TRADES, 3_000, 5_001)])
     assert (trades.missing_in_gaps, trades.ok) == (2, True)
 
 

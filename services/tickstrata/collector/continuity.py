@@ -4,13 +4,13 @@ Pure: callers pass event times in; nothing here reads a clock or does I/O.
 
 Window semantics (what every consumer of these gaps may assume)
 ----------------------------------------------------------------
-Every window is **closed on both ends**: events with ``start_ns <= ts_event_ns <= end_ns`` may be missing.
-``start_ns`` is the event time of the last event received before the loss, ``end_ns`` that of the first
-event received after it. Both bounds are inclusive because Binance stamps events in milliseconds: several
-trades share one timestamp, so a trade stamped exactly ``start_ns`` (after the last one received) or exactly
-``end_ns`` (before the first one received again) may be among the missing. A backfill therefore fetches the
-closed window and de-duplicates by trade id; the two bounding events themselves were received.
-(``common.events.Gap`` describes the window as half-open; for millisecond venues the end must be inclusive.)
+Every window is **half-open**, ``[start_ns, end_ns)`` (docs/architecture.md, "Time windows"): events with
+``start_ns <= ts_event_ns < end_ns`` may be missing. ``start_ns`` is the event time of the last event received
+before the loss; ``end_ns`` is that of the first event received after it **plus 1 ns**. Binance stamps events in
+milliseconds: several trades share one timestamp, so a trade stamped exactly ``start_ns`` (after the last one
+received) or exactly at the first good time (before the first one received again) may be among the missing, and
+the +1 keeps that stamp inside the window. A backfill fetches the window and de-duplicates by trade id; the two
+bounding events themselves were received.
 
 - ``TRADE_ID``: exact by id as well: the ``cause`` names the missing id range, which a backfill can fetch by id.
 - ``DISCONNECT``/``STALE``: one gap per (symbol, data type) that had an event before the loss, closed by that
@@ -70,7 +70,7 @@ class TradeIdTracker:
             kind=GapKind.TRADE_ID,
             # min/max: a venue clock stepping back must not produce an invalid (reversed) window.
             start_ns=min(start_ns, ts_event_ns),
-            end_ns=max(start_ns, ts_event_ns),
+            end_ns=max(start_ns, ts_event_ns) + 1,
             cause=f"trade ids {first_missing}..{last_missing} missing ({last_missing - first_missing + 1})",
             ts_recv_ns=ts_recv_ns,
         )
@@ -131,21 +131,24 @@ class DisconnectTracker:
         """Keys still waiting for their first event after a loss, with the window start (event-time ns)."""
         return {key: window.start_ns for key, window in self._open.items()}
 
-    def flush(self, end_ns: int, ts_recv_ns: int) -> list[Gap]:
-        """Close every open window at ``end_ns`` (e.g. at shutdown, or for a symbol that went quiet)."""
-        gaps = [self._gap(key, window, end_ns, ts_recv_ns) for key, window in self._open.items()]
+    def flush(self, last_ns: int, ts_recv_ns: int) -> list[Gap]:
+        """Close every open window as if ``last_ns`` were the first good time (e.g. at shutdown, or for a symbol
+        that went quiet): events up to and including ``last_ns`` may be missing, so each gap ends at ``last_ns + 1``.
+        """
+        gaps = [self._gap(key, window, last_ns, ts_recv_ns) for key, window in self._open.items()]
         self._open.clear()
         return gaps
 
-    def _gap(self, key: tuple[str | None, DataType], window: _OpenWindow, end_ns: int, ts_recv_ns: int) -> Gap:
+    def _gap(self, key: tuple[str | None, DataType], window: _OpenWindow, good_ns: int, ts_recv_ns: int) -> Gap:
+        """The window from its start to ``good_ns`` (the first known-good time again), which it includes."""
         symbol, data_type = key
         return Gap(
             exchange=self.exchange,
             data_type=data_type,
             symbol=symbol,
             kind=window.kind,
-            start_ns=min(window.start_ns, end_ns),
-            end_ns=max(window.start_ns, end_ns),
+            start_ns=min(window.start_ns, good_ns),
+            end_ns=max(window.start_ns, good_ns) + 1,
             cause=window.cause,
             ts_recv_ns=ts_recv_ns,
         )
@@ -163,18 +166,18 @@ def book_sequence_gap(
     """The ``SEQUENCE`` gap for a book that lost continuity (from ``LocalBook``'s ``GAP`` result fields).
 
     None when the book never published a state (nothing was lost). Without a revealing diff (a crossed
-    snapshot) the window closes at the last applied diff's time.
+    snapshot) the window ends just after the last applied diff's time.
     """
     if last_applied_ts_event_ns is None:
         return None
-    end_ns = last_applied_ts_event_ns if revealed_ts_event_ns is None else revealed_ts_event_ns
+    good_ns = last_applied_ts_event_ns if revealed_ts_event_ns is None else revealed_ts_event_ns
     return Gap(
         exchange=exchange,
         data_type=DataType.BOOKS,
         symbol=symbol,
         kind=GapKind.SEQUENCE,
-        start_ns=min(last_applied_ts_event_ns, end_ns),
-        end_ns=max(last_applied_ts_event_ns, end_ns),
+        start_ns=min(last_applied_ts_event_ns, good_ns),
+        end_ns=max(last_applied_ts_event_ns, good_ns) + 1,
         cause=cause,
         ts_recv_ns=ts_recv_ns,
     )

@@ -55,7 +55,8 @@ class DropLedger:
         return data_type
 
     def take_gaps(self, *, now_ns: int, reason: str) -> list[Gap]:
-        """One gap per (data type, symbol) with the exact window of what was dropped; the ledger is emptied."""
+        """One gap per (data type, symbol) with the exact window of what was dropped, half-open
+        ``[first dropped stamp, last dropped stamp + 1 ns)``; the ledger is emptied."""
         gaps = [
             Gap(
                 exchange=self._exchange,
@@ -63,7 +64,7 @@ class DropLedger:
                 symbol=symbol,
                 kind=GapKind.BACKPRESSURE,
                 start_ns=window.start_ns,
-                end_ns=window.end_ns,
+                end_ns=window.end_ns + 1,  # half-open: the last dropped event's stamp is inside
                 cause=f"{window.events} {data_type.value} events dropped: {reason}",
                 ts_recv_ns=now_ns,
             )

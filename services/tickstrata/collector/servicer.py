@@ -1,7 +1,8 @@
 """BackfillService: fetch a window from the venue's REST API and publish it through the normal path.
 
-Status codes as the proto promises: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an instrument outside
-this collector's feed or a job id not (or no longer) kept, RESOURCE_EXHAUSTED when every job slot is taken.
+Status codes as the proto promises: INVALID_ARGUMENT for a malformed request (no or an unbackfillable data type, an
+empty, inverted or over-long window, a field too long), NOT_FOUND for an instrument outside this collector's feed or
+a job id not (or no longer) kept, RESOURCE_EXHAUSTED when the job queue is full.
 """
 
 from __future__ import annotations
@@ -14,14 +15,9 @@ import grpc
 
 from tickstrata.backfill.v1 import backfill_service_pb2 as pb
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc as pb_grpc
-from tickstrata.collector.backfill import (
-    BackfillJob,
-    BackfillJobs,
-    BackfillNotFoundError,
-    BackfillRequestError,
-    JobStatus,
-    TooManyJobsError,
-)
+from tickstrata.collector.backfill import BackfillJob, BackfillJobs, JobStatus
+from tickstrata.collector.backfill_evidence import BucketFinding, EvidenceRun
+from tickstrata.collector.backfill_table import BackfillNotFoundError, BackfillRequestError, QueueFullError
 from tickstrata.common.events import DataType
 from tickstrata.marketdata.v1 import market_data_pb2
 
@@ -43,6 +39,15 @@ STATUSES: Final = {
     JobStatus.SUCCEEDED: pb.BACKFILL_STATUS_SUCCEEDED,
     JobStatus.FAILED: pb.BACKFILL_STATUS_FAILED,
 }
+FINDINGS: Final = {
+    BucketFinding.DATA: pb.BUCKET_FINDING_DATA,
+    BucketFinding.EMPTY: pb.BUCKET_FINDING_EMPTY,
+    BucketFinding.NO_RECORD: pb.BUCKET_FINDING_NO_RECORD,
+}
+
+
+def evidence_message(run: EvidenceRun) -> pb.BucketEvidence:
+    return pb.BucketEvidence(start_ns=run.start_ns, end_ns=run.end_ns, finding=FINDINGS[run.finding], rows=run.rows)
 
 
 def job_message(job: BackfillJob) -> pb.BackfillJob:
@@ -61,6 +66,7 @@ def job_message(job: BackfillJob) -> pb.BackfillJob:
         ts_finished_ns=job.ts_finished_ns,
         error_message=job.error_message,
         retryable=job.retryable,
+        buckets=[evidence_message(run) for run in job.buckets],
     )
 
 
@@ -89,7 +95,7 @@ class BackfillService(pb_grpc.BackfillServiceServicer):
         except BackfillRequestError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
             raise AssertionError("unreachable") from error
-        except TooManyJobsError as error:
+        except QueueFullError as error:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
             raise AssertionError("unreachable") from error
         if request.wait:

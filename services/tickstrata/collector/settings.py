@@ -170,9 +170,13 @@ class CollectorSettings(GrpcRedisSettings):
             raise ValueError("reconnect_max_secs must be >= reconnect_initial_secs")
         return self
 
-    # BackfillService limits (collector/backfill.py): every job and every request id it keeps is bounded.
-    backfill_max_concurrent_jobs: int = Field(default=4, ge=1, le=256)
-    """Backfill jobs queued or running at once; a new one beyond this is refused with RESOURCE_EXHAUSTED."""
+    # BackfillService limits (collector/backfill_table.py): every job and every request id it keeps is bounded.
+    backfill_max_running_jobs: int = Field(default=2, ge=1, le=64)
+    """Backfill jobs fetching at once; they share the venue's REST weight budget, so more only slices it thinner."""
+
+    backfill_max_queued_jobs: int = Field(default=256, ge=0, le=100_000)
+    """Backfill jobs waiting (first come, first served) beyond the running ones; a new one beyond this is refused
+    with RESOURCE_EXHAUSTED."""
 
     backfill_finished_retention_secs: float = Field(default=3600.0, gt=0, le=7 * 86_400)
     """How long a finished job (and its request_id) stays answerable; then GetBackfillStatus says NOT_FOUND."""

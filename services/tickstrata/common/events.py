@@ -349,13 +349,16 @@ class Funding(_Struct, frozen=True, tag="f"):
 
 
 class Gap(_Struct, frozen=True, tag="g"):
-    """A loss of continuity: events of ``data_type`` with ``start_ns <= ts_event_ns <= end_ns`` may be missing.
+    """A loss of continuity: events of ``data_type`` with ``start_ns <= ts_event_ns < end_ns`` may be missing.
 
+    The window is half-open, like every time window in tickstrata (docs/architecture.md, "Time windows").
     ``symbol`` is ``None`` when the whole feed is affected (a dropped connection carries every symbol).
-    ``start_ns`` is the last moment known good (the last event received), ``end_ns`` the first known good
-    again; both are event-time nanoseconds and both are inclusive, because venues stamp in milliseconds and
-    several events share one stamp: a backfill fetches the closed window and de-duplicates by id. ``cause`` is a
-    human-readable detail for the gap list.
+    ``start_ns`` is the last moment known good (the last event received), inclusive; ``end_ns`` is the first
+    known-good-again event time **plus 1 ns**, exclusive. Venues stamp in milliseconds and several events share
+    one stamp, so events stamped exactly at either bound may be among the missing: the +1 keeps the first good
+    stamp inside the window, and a backfill of the window de-duplicates by id. Always ``end_ns > start_ns``.
+    Entries of schema version 2 or older carried a closed end; they decode with ``end_ns + 1``
+    (``tickstrata.common.streams``). ``cause`` is a human-readable detail for the gap list.
     """
 
     exchange: str
@@ -375,8 +378,8 @@ class Gap(_Struct, frozen=True, tag="g"):
         _check_enum("kind", self.kind, GapKind)
         _check_uint("start_ns", self.start_ns)
         _check_uint("end_ns", self.end_ns)
-        if self.end_ns < self.start_ns:
-            raise ValueError(f"gap window ends before it starts: [{self.start_ns}, {self.end_ns}]")
+        if self.end_ns <= self.start_ns:
+            raise ValueError(f"gap window is empty or inverted: [{self.start_ns}, {self.end_ns})")
         if not isinstance(self.cause, str):
             raise TypeError(f"cause must be str, got {type(self.cause).__name__}")
         _check_uint("ts_recv_ns", self.ts_recv_ns)

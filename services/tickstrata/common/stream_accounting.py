@@ -12,7 +12,8 @@ enforces the consumer side of that promise with the functions here, and makes ev
 Either way the loss becomes a `Gap` of kind ``stream_loss``. A stream id is the Redis clock's millisecond at XADD,
 and a collector publishes an event after it received it, so the lost events' times are at most the last lost id's
 millisecond (plus clock skew between the hosts). They can be older than the first lost id by as long as the
-collector held them (its queue, a Redis outage): the window starts ``lookback_ns`` before the first lost id.
+collector held them (its queue, a Redis outage): the window starts ``lookback_ns`` before the first lost id. The
+window is half-open like every gap's: it ends 1 ns after the last lost id's millisecond plus the skew.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def loss_gap(
     except ValueError:
         return None
     start_ns = max(0, first_lost[0] * NS_PER_MS - lookback_ns)
-    end_ns = max(start_ns, last_lost[0] * NS_PER_MS + skew_ns)
+    # Half-open like every gap window: the last lost id's millisecond (plus skew) is inside.
+    end_ns = max(start_ns, last_lost[0] * NS_PER_MS + skew_ns) + 1
     return Gap(
         exchange=exchange,
         data_type=data_type,

@@ -29,10 +29,15 @@ import msgspec
 
 from tickstrata.common.events import (
     EVENT_TYPES,
+    BookSnapshot,
+    Candle,
     DataType,
     Event,
+    Funding,
     Gap,
+    GapKind,
     Quarantine,
+    Quote,
     Trade,
     data_type_of,
     validate_exchange,
@@ -138,8 +143,13 @@ def stream_for(event: Event) -> str:
 # Bump for any change an older reader cannot decode (a new enum member, a new event tag, a reordered or
 # retyped field). Appending a field with a default is compatible and needs no bump.
 # Version 2 added the gap kinds `stream_loss` and `backpressure`; a version-1 entry still decodes.
-SCHEMA_VERSION: Final = 2
-SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1, 2})
+# Version 3 made gap windows half-open, `[start_ns, end_ns)` (docs/architecture.md, "Time windows"); versions 1
+# and 2 wrote a closed `[start_ns, end_ns]`. Same bytes, other meaning: a gap of a version <= 2 entry decodes with
+# `end_ns + 1`, so every reader sees one convention. The other event types are unchanged.
+SCHEMA_VERSION: Final = 3
+SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1, 2, 3})
+CLOSED_GAP_SCHEMA_VERSIONS: Final = frozenset({1, 2})
+"""Versions whose gap windows are closed on both ends."""
 # "A small batch": bounds one entry's size, so one poison entry dead-letters little and XRANGE stays cheap.
 MAX_EVENTS_PER_ENTRY: Final = 1000
 
@@ -155,6 +165,36 @@ _TRACE_FIELD_MAX_BYTES: Final = 512  # W3C lets propagators drop a longer traces
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _events_decoder: Final = msgspec.msgpack.Decoder(tuple[Event, ...])
+
+
+class _ClosedGap(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="g"):
+    """A gap as schema versions 1 and 2 wrote it: the layout of `Gap`, with a closed window; checked by `to_gap`."""
+
+    exchange: str
+    data_type: DataType
+    symbol: str | None
+    kind: GapKind
+    start_ns: int
+    end_ns: int
+    cause: str
+    ts_recv_ns: int
+
+    def to_gap(self) -> Gap:
+        """The same window, half-open (raise what `Gap` raises, e.g. for an end before the start)."""
+        return Gap(
+            self.exchange,
+            self.data_type,
+            self.symbol,
+            self.kind,
+            self.start_ns,
+            self.end_ns + 1,
+            self.cause,
+            self.ts_recv_ns,
+        )
+
+
+_ClosedGapEvent: TypeAlias = Trade | Candle | Quote | BookSnapshot | Funding | _ClosedGap | Quarantine
+_closed_gap_events_decoder: Final = msgspec.msgpack.Decoder(tuple[_ClosedGapEvent, ...])
 
 
 class CodecError(ValueError):
@@ -242,16 +282,26 @@ def decode_entry(fields: EntryFields) -> StreamEntry:
     if not isinstance(payload, bytes):
         raise EntryDecodeError("bad_field_type", f"{FIELD_EVENTS!r} is {type(payload).__name__}, not bytes")
     try:
-        events = _events_decoder.decode(payload)
+        events = (
+            _events_decoder.decode(payload)
+            if version not in CLOSED_GAP_SCHEMA_VERSIONS
+            else _half_open(_closed_gap_events_decoder.decode(payload))
+        )
     # ValidationError (our __post_init__ checks included) subclasses DecodeError; invalid UTF-8 in a string
-    # escapes as a bare UnicodeDecodeError (msgspec/msgspec#714), found by the property tests.
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    # escapes as a bare UnicodeDecodeError (msgspec/msgspec#714), found by the property tests. A closed gap
+    # converted by hand raises the ValueError/TypeError of `Gap`'s checks.
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
         raise EntryDecodeError("bad_events", str(exc)) from None
     if not events:
         raise EntryDecodeError("empty_batch", "the entry holds no events")
     return StreamEntry(
         version, events, _trace_text(fields.get(FIELD_TRACEPARENT)), _trace_text(fields.get(FIELD_TRACESTATE))
     )
+
+
+def _half_open(events: tuple[_ClosedGapEvent, ...]) -> tuple[Event, ...]:
+    """Events of a version <= 2 entry, with each closed gap window turned half-open."""
+    return tuple(event.to_gap() if isinstance(event, _ClosedGap) else event for event in events)
 
 
 def _decode_version(raw: object) -> int:

@@ -123,8 +123,8 @@ WIRE_TYPES: Final[Mapping[type[Event], type[WireEvent]]] = {
 }
 _STORED_EVENT_TYPES: Final = tuple(WIRE_TYPES)
 
-# Every supported version has the same event layout (version 2 only added gap kinds, which the writer does not
-# store), so all take the fast path.
+# Every supported version has the same layout for the events the writer stores (version 2 only added gap kinds,
+# version 3 only changed what a gap's end means; the writer stores no gaps), so all take the fast path.
 _FAST_VERSIONS: Final = frozenset(str(version).encode("ascii") for version in SUPPORTED_SCHEMA_VERSIONS)
 _decoder: Final = msgspec.msgpack.Decoder(tuple[WireEvent, ...])
 _encoder: Final = msgspec.msgpack.Encoder()

@@ -33,6 +33,7 @@ def test_only_quotes_and_books_may_be_dropped() -> None:
 
 
 def test_each_data_type_and_symbol_gets_the_exact_window_of_what_was_dropped() -> None:
+    # Half-open windows: [first dropped stamp, last dropped stamp + 1 ns).
     ledger = DropLedger("binance")
     for ts in (500, 100, 300):
         ledger.drop(quote("BTC-USDT", ts))
@@ -42,9 +43,9 @@ def test_each_data_type_and_symbol_gets_the_exact_window_of_what_was_dropped() -
     gaps = ledger.take_gaps(now_ns=999, reason="Redis full")
     windows = [(g.data_type, g.symbol, g.start_ns, g.end_ns, g.kind) for g in gaps]
     assert windows == [
-        (DataType.BOOKS, "BTC-USDT", 42, 42, GapKind.BACKPRESSURE),
-        (DataType.QUOTES, "BTC-USDT", 100, 500, GapKind.BACKPRESSURE),
-        (DataType.QUOTES, "ETH-USDT", 7, 7, GapKind.BACKPRESSURE),
+        (DataType.BOOKS, "BTC-USDT", 42, 43, GapKind.BACKPRESSURE),
+        (DataType.QUOTES, "BTC-USDT", 100, 501, GapKind.BACKPRESSURE),
+        (DataType.QUOTES, "ETH-USDT", 7, 8, GapKind.BACKPRESSURE),
     ]
     assert gaps[1].cause == "3 quotes events dropped: Redis full"
     assert not ledger

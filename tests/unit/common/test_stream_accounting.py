@@ -105,7 +105,7 @@ def test_loss_gap_window_covers_events_queued_before_the_first_lost_id() -> None
         GapKind.STREAM_LOSS,
     )
     assert gap.start_ns == 1_000_000 * 1_000_000 - DEFAULT_LOSS_LOOKBACK_NS
-    assert gap.end_ns == 1_000_500 * 1_000_000 + DEFAULT_LOSS_SKEW_NS
+    assert gap.end_ns == 1_000_500 * 1_000_000 + DEFAULT_LOSS_SKEW_NS + 1  # half-open: that millisecond is in
     assert "1000000-0..1000500-3" in gap.cause
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.common import _samples
-from tickstrata.common.events import BookLevel, DataType, Event, Side, Trade
+from tickstrata.common.events import BookLevel, DataType, Event, Gap, GapKind, Side, Trade
 from tickstrata.common.streams import (
     FIELD_EVENTS,
     FIELD_TRACEPARENT,
@@ -20,6 +20,7 @@ from tickstrata.common.streams import (
     MAX_EVENTS_PER_ENTRY,
     QUARANTINE_STREAM,
     SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
     CacheValueDecodeError,
     CodecError,
     EntryDecodeError,
@@ -101,7 +102,7 @@ def test_encoding_a_non_event_raises_type_error(thing: object) -> None:
 def test_entry_fields_are_short_bytes() -> None:
     fields = encode_entry([_samples.trade()], traceparent=TRACEPARENT, tracestate="vendor=abc")
     assert set(fields) == {b"v", b"d", b"tp", b"tst"}
-    assert fields[FIELD_VERSION] == b"2"
+    assert fields[FIELD_VERSION] == b"3"
     assert all(isinstance(value, bytes) for value in fields.values())
 
 
@@ -147,7 +148,7 @@ def test_non_ascii_or_oversized_trace_context_decodes_as_none(raw: bytes) -> Non
 # ---- versions and garbage ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [b"3", b"17", b"999999"])
+@pytest.mark.parametrize("version", [b"4", b"17", b"999999"])
 def test_unknown_newer_version_raises_unsupported_schema(version: bytes) -> None:
     fields = {**encode_entry([_samples.trade()]), FIELD_VERSION: version}
     with pytest.raises(UnsupportedSchemaError, match="unsupported stream schema version") as excinfo:
@@ -463,3 +464,41 @@ def test_a_version_1_entry_still_decodes() -> None:
     fields = encode_entry([_samples.trade()])
     fields[FIELD_VERSION] = b"1"
     assert decode_entry(fields).schema_version == 1
+
+
+def test_the_current_version_is_3_and_older_ones_still_decode() -> None:
+    assert SCHEMA_VERSION == 3
+    assert sorted(SUPPORTED_SCHEMA_VERSIONS) == [1, 2, 3]
+    assert encode_entry([_samples.trade()])[FIELD_VERSION] == b"3"
+
+
+@pytest.mark.parametrize("version", [b"1", b"2"])
+def test_a_closed_gap_of_version_2_or_older_decodes_half_open(version: bytes) -> None:
+    # Versions 1 and 2 wrote [start, end] closed; version 3 reads every window as [start, end): the same events
+    # must stay inside, so the end moves one nanosecond on. The bytes of a gap are otherwise unchanged.
+    closed = ["g", "binance", "trades", "BTC-USDT", "trade_id", 1_000, 1_000, "ids 5..7 missing", 9]
+    trade = _samples.trade()
+    entry = decode_entry(_entry([closed, trade], version=version))
+    gap, decoded_trade = entry.events
+    assert isinstance(gap, Gap)
+    assert (gap.start_ns, gap.end_ns, gap.kind, gap.cause) == (1_000, 1_001, GapKind.TRADE_ID, "ids 5..7 missing")
+    assert decoded_trade == trade
+    # The same bytes under version 3 mean [1000, 1000): empty, so refused as a bad entry.
+    with pytest.raises(EntryDecodeError, match="empty or inverted"):
+        decode_entry(_entry([closed], version=b"3"))
+
+
+def test_a_version_3_gap_round_trips_unchanged() -> None:
+    gap = _samples.gap(start_ns=5, end_ns=6)
+    assert decode_entry(encode_entry([gap])).events == (gap,)
+
+
+@pytest.mark.parametrize(
+    ("start_ns", "end_ns"),
+    [(10, 9), (0, 2**63 - 1)],  # inverted; or an end that has no half-open successor in int64
+)
+def test_a_closed_gap_that_cannot_be_converted_is_a_bad_entry(start_ns: int, end_ns: int) -> None:
+    closed = ["g", "binance", "trades", None, "disconnect", start_ns, end_ns, "x", 1]
+    with pytest.raises(EntryDecodeError) as excinfo:
+        decode_entry(_entry([closed], version=b"2"))
+    assert excinfo.value.reason == "bad_events"

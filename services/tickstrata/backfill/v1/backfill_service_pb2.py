@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from tickstrata.marketdata.v1 import market_data_pb2 as tickstrata_dot_marketdata_dot_v1_dot_market__data__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-tickstrata/backfill/v1/backfill_service.proto\x12\x16tickstrata.backfill.v1\x1a*tickstrata/marketdata/v1/market_data.proto\"\xbe\x01\n\x0f\x42\x61\x63kfillRequest\x12\x10\n\x08\x65xchange\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x35\n\tdata_type\x18\x03 \x01(\x0e\x32\".tickstrata.marketdata.v1.DataType\x12\x10\n\x08start_ns\x18\x04 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x0c\n\x04wait\x18\x08 \x01(\x08\"D\n\x10\x42\x61\x63kfillResponse\x12\x30\n\x03job\x18\x01 \x01(\x0b\x32#.tickstrata.backfill.v1.BackfillJob\"*\n\x18GetBackfillStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"M\n\x19GetBackfillStatusResponse\x12\x30\n\x03job\x18\x01 \x01(\x0b\x32#.tickstrata.backfill.v1.BackfillJob\"\xeb\x02\n\x0b\x42\x61\x63kfillJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x65xchange\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x35\n\tdata_type\x18\x04 \x01(\x0e\x32\".tickstrata.marketdata.v1.DataType\x12\x10\n\x08start_ns\x18\x05 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x06 \x01(\x03\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x36\n\x06status\x18\x08 \x01(\x0e\x32&.tickstrata.backfill.v1.BackfillStatus\x12\x16\n\x0erows_published\x18\t \x01(\x03\x12\x18\n\x10\x63overed_until_ns\x18\n \x01(\x03\x12\x15\n\rts_created_ns\x18\x0b \x01(\x03\x12\x16\n\x0ets_finished_ns\x18\x0c \x01(\x03\x12\x15\n\rerror_message\x18\r \x01(\t\x12\x11\n\tretryable\x18\x0e \x01(\x08*\xa5\x01\n\x0e\x42\x61\x63kfillStatus\x12\x1f\n\x1b\x42\x41\x43KFILL_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41\x43KFILL_STATUS_QUEUED\x10\x01\x12\x1b\n\x17\x42\x41\x43KFILL_STATUS_RUNNING\x10\x02\x12\x1d\n\x19\x42\x41\x43KFILL_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16\x42\x41\x43KFILL_STATUS_FAILED\x10\x04\x32\xea\x01\n\x0f\x42\x61\x63kfillService\x12]\n\x08\x42\x61\x63kfill\x12\'.tickstrata.backfill.v1.BackfillRequest\x1a(.tickstrata.backfill.v1.BackfillResponse\x12x\n\x11GetBackfillStatus\x12\x30.tickstrata.backfill.v1.GetBackfillStatusRequest\x1a\x31.tickstrata.backfill.v1.GetBackfillStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-tickstrata/backfill/v1/backfill_service.proto\x12\x16tickstrata.backfill.v1\x1a*tickstrata/marketdata/v1/market_data.proto\"\xbe\x01\n\x0f\x42\x61\x63kfillRequest\x12\x10\n\x08\x65xchange\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x35\n\tdata_type\x18\x03 \x01(\x0e\x32\".tickstrata.marketdata.v1.DataType\x12\x10\n\x08start_ns\x18\x04 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x0c\n\x04wait\x18\x08 \x01(\x08\"D\n\x10\x42\x61\x63kfillResponse\x12\x30\n\x03job\x18\x01 \x01(\x0b\x32#.tickstrata.backfill.v1.BackfillJob\"*\n\x18GetBackfillStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"M\n\x19GetBackfillStatusResponse\x12\x30\n\x03job\x18\x01 \x01(\x0b\x32#.tickstrata.backfill.v1.BackfillJob\"\xa4\x03\n\x0b\x42\x61\x63kfillJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x65xchange\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x35\n\tdata_type\x18\x04 \x01(\x0e\x32\".tickstrata.marketdata.v1.DataType\x12\x10\n\x08start_ns\x18\x05 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x06 \x01(\x03\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x36\n\x06status\x18\x08 \x01(\x0e\x32&.tickstrata.backfill.v1.BackfillStatus\x12\x16\n\x0erows_published\x18\t \x01(\x03\x12\x18\n\x10\x63overed_until_ns\x18\n \x01(\x03\x12\x15\n\rts_created_ns\x18\x0b \x01(\x03\x12\x16\n\x0ets_finished_ns\x18\x0c \x01(\x03\x12\x15\n\rerror_message\x18\r \x01(\t\x12\x11\n\tretryable\x18\x0e \x01(\x08\x12\x37\n\x07\x62uckets\x18\x0f \x03(\x0b\x32&.tickstrata.backfill.v1.BucketEvidence\"x\n\x0e\x42ucketEvidence\x12\x10\n\x08start_ns\x18\x01 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x02 \x01(\x03\x12\x36\n\x07\x66inding\x18\x03 \x01(\x0e\x32%.tickstrata.backfill.v1.BucketFinding\x12\x0c\n\x04rows\x18\x04 \x01(\x03*\xa5\x01\n\x0e\x42\x61\x63kfillStatus\x12\x1f\n\x1b\x42\x41\x43KFILL_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41\x43KFILL_STATUS_QUEUED\x10\x01\x12\x1b\n\x17\x42\x41\x43KFILL_STATUS_RUNNING\x10\x02\x12\x1d\n\x19\x42\x41\x43KFILL_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16\x42\x41\x43KFILL_STATUS_FAILED\x10\x04*\x80\x01\n\rBucketFinding\x12\x1e\n\x1a\x42UCKET_FINDING_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42UCKET_FINDING_DATA\x10\x01\x12\x18\n\x14\x42UCKET_FINDING_EMPTY\x10\x02\x12\x1c\n\x18\x42UCKET_FINDING_NO_RECORD\x10\x03\x32\xea\x01\n\x0f\x42\x61\x63kfillService\x12]\n\x08\x42\x61\x63kfill\x12\'.tickstrata.backfill.v1.BackfillRequest\x1a(.tickstrata.backfill.v1.BackfillResponse\x12x\n\x11GetBackfillStatus\x12\x30.tickstrata.backfill.v1.GetBackfillStatusRequest\x1a\x31.tickstrata.backfill.v1.GetBackfillStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tickstrata.backfill.v1.backfill_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BACKFILLSTATUS']._serialized_start=870
-  _globals['_BACKFILLSTATUS']._serialized_end=1035
+  _globals['_BACKFILLSTATUS']._serialized_start=1049
+  _globals['_BACKFILLSTATUS']._serialized_end=1214
+  _globals['_BUCKETFINDING']._serialized_start=1217
+  _globals['_BUCKETFINDING']._serialized_end=1345
   _globals['_BACKFILLREQUEST']._serialized_start=118
   _globals['_BACKFILLREQUEST']._serialized_end=308
   _globals['_BACKFILLRESPONSE']._serialized_start=310
@@ -43,7 +45,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETBACKFILLSTATUSRESPONSE']._serialized_start=424
   _globals['_GETBACKFILLSTATUSRESPONSE']._serialized_end=501
   _globals['_BACKFILLJOB']._serialized_start=504
-  _globals['_BACKFILLJOB']._serialized_end=867
-  _globals['_BACKFILLSERVICE']._serialized_start=1038
-  _globals['_BACKFILLSERVICE']._serialized_end=1272
+  _globals['_BACKFILLJOB']._serialized_end=924
+  _globals['_BUCKETEVIDENCE']._serialized_start=926
+  _globals['_BUCKETEVIDENCE']._serialized_end=1046
+  _globals['_BACKFILLSERVICE']._serialized_start=1348
+  _globals['_BACKFILLSERVICE']._serialized_end=1582
 # @@protoc_insertion_point(module_scope)

@@ -7,13 +7,19 @@ A backfill fetches a time window from the venue's REST API (under the venue's ra
 the rows through the same normalization and Redis Streams path as live data, so the writer stores them
 and the validator sees them like any other row. Publishing twice is harmless: the hot tier deduplicates.
 
+Windows are half-open, [start_ns, end_ns), like every time window in tickstrata (docs/architecture.md,
+"Time windows"): a gap event's window can be passed as it is.
+
 Errors: INVALID_ARGUMENT for a malformed request (start_ns >= end_ns, a data type the venue's REST API
 cannot backfill); NOT_FOUND for an instrument outside this collector's feed, or an unknown job id;
-RESOURCE_EXHAUSTED when too many jobs are queued (retry later).
+RESOURCE_EXHAUSTED when too many jobs are queued (retry later). A few jobs run at once (they share the
+venue's request-weight budget); the others wait in BACKFILL_STATUS_QUEUED, first come first served.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from tickstrata.marketdata.v1 import market_data_pb2 as _market_data_pb2
 import builtins as _builtins
@@ -36,12 +42,12 @@ class _BackfillStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Backfi
     BACKFILL_STATUS_UNSPECIFIED: _BackfillStatus.ValueType  # 0
     """Not set; never sent by a correct server."""
     BACKFILL_STATUS_QUEUED: _BackfillStatus.ValueType  # 1
-    """Accepted, waiting for the venue's rate-limit budget."""
+    """Accepted, waiting for a running job to finish (first come, first served)."""
     BACKFILL_STATUS_RUNNING: _BackfillStatus.ValueType  # 2
     """Fetching and publishing; covered_until_ns shows progress."""
     BACKFILL_STATUS_SUCCEEDED: _BackfillStatus.ValueType  # 3
-    """The whole window was fetched and every row published. Zero rows published proves that the venue has
-    no data in the window (for trades: no trades happened).
+    """The whole window was fetched and every row published; the job's buckets hold the evidence for every
+    whole minute of the window.
     """
     BACKFILL_STATUS_FAILED: _BackfillStatus.ValueType  # 4
     """The job stopped early; see error_message and retryable."""
@@ -52,16 +58,52 @@ class BackfillStatus(_BackfillStatus, metaclass=_BackfillStatusEnumTypeWrapper):
 BACKFILL_STATUS_UNSPECIFIED: BackfillStatus.ValueType  # 0
 """Not set; never sent by a correct server."""
 BACKFILL_STATUS_QUEUED: BackfillStatus.ValueType  # 1
-"""Accepted, waiting for the venue's rate-limit budget."""
+"""Accepted, waiting for a running job to finish (first come, first served)."""
 BACKFILL_STATUS_RUNNING: BackfillStatus.ValueType  # 2
 """Fetching and publishing; covered_until_ns shows progress."""
 BACKFILL_STATUS_SUCCEEDED: BackfillStatus.ValueType  # 3
-"""The whole window was fetched and every row published. Zero rows published proves that the venue has
-no data in the window (for trades: no trades happened).
+"""The whole window was fetched and every row published; the job's buckets hold the evidence for every
+whole minute of the window.
 """
 BACKFILL_STATUS_FAILED: BackfillStatus.ValueType  # 4
 """The job stopped early; see error_message and retryable."""
 Global___BackfillStatus: _TypeAlias = BackfillStatus  # noqa: Y015
+
+class _BucketFinding:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BucketFindingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BucketFinding.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BUCKET_FINDING_UNSPECIFIED: _BucketFinding.ValueType  # 0
+    """Not set; never sent by a correct server."""
+    BUCKET_FINDING_DATA: _BucketFinding.ValueType  # 1
+    """The venue returned data in each minute of the run: trades, or a candle with at least one trade."""
+    BUCKET_FINDING_EMPTY: _BucketFinding.ValueType  # 2
+    """The venue answered for the minute and nothing traded: no trade in a fully fetched minute, or a candle
+    with zero trades.
+    """
+    BUCKET_FINDING_NO_RECORD: _BucketFinding.ValueType  # 3
+    """Candles only: the venue returned no candle at all for a minute inside the range it answered (it was
+    down, or the instrument was not listed yet).
+    """
+
+class BucketFinding(_BucketFinding, metaclass=_BucketFindingEnumTypeWrapper):
+    """What the venue answered for one whole minute."""
+
+BUCKET_FINDING_UNSPECIFIED: BucketFinding.ValueType  # 0
+"""Not set; never sent by a correct server."""
+BUCKET_FINDING_DATA: BucketFinding.ValueType  # 1
+"""The venue returned data in each minute of the run: trades, or a candle with at least one trade."""
+BUCKET_FINDING_EMPTY: BucketFinding.ValueType  # 2
+"""The venue answered for the minute and nothing traded: no trade in a fully fetched minute, or a candle
+with zero trades.
+"""
+BUCKET_FINDING_NO_RECORD: BucketFinding.ValueType  # 3
+"""Candles only: the venue returned no candle at all for a minute inside the range it answered (it was
+down, or the instrument was not listed yet).
+"""
+Global___BucketFinding: _TypeAlias = BucketFinding  # noqa: Y015
 
 @_typing.final
 class BackfillRequest(_message.Message):
@@ -84,9 +126,12 @@ class BackfillRequest(_message.Message):
     data_type: _market_data_pb2.DataType.ValueType
     """What to fetch: DATA_TYPE_TRADES or DATA_TYPE_CANDLES (1-minute candles)."""
     start_ns: _builtins.int
-    """Window start, ns since the epoch, inclusive."""
+    """Window start, ns since the epoch, inclusive. Rows stamped (candles: opening) before it are not published."""
     end_ns: _builtins.int
-    """Window end, ns since the epoch, exclusive."""
+    """Window end, ns since the epoch, exclusive: the window is [start_ns, end_ns). Rows stamped (candles:
+    opening) at or after it are not published. Align both ends to whole minutes to get evidence for every
+    minute (see BackfillJob.buckets).
+    """
     reason: _builtins.str
     """Why the backfill was asked for, recorded with the job for audit, e.g. "gap 0193f0c2 (disconnect)"."""
     request_id: _builtins.str
@@ -207,6 +252,7 @@ class BackfillJob(_message.Message):
     TS_FINISHED_NS_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     RETRYABLE_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Server-assigned job id, unique per collector."""
     exchange: _builtins.str
@@ -216,9 +262,9 @@ class BackfillJob(_message.Message):
     data_type: _market_data_pb2.DataType.ValueType
     """Data type, as requested."""
     start_ns: _builtins.int
-    """Window start, ns, as requested."""
+    """Window start, ns, as requested; inclusive."""
     end_ns: _builtins.int
-    """Window end, ns, as requested."""
+    """Window end, ns, as requested; exclusive."""
     reason: _builtins.str
     """Reason, as requested."""
     status: Global___BackfillStatus.ValueType
@@ -237,6 +283,15 @@ class BackfillJob(_message.Message):
     """When FAILED: true if asking again later may succeed (rate limit, venue outage), false if it cannot
     (e.g. the window is older than the venue's REST history).
     """
+    @_builtins.property
+    def buckets(self) -> _containers.RepeatedCompositeFieldContainer[Global___BucketEvidence]:
+        """What the venue answered for each whole minute of the window, as runs of consecutive minutes with the
+        same finding, in time order, without overlap. Only whole minutes [m, m + 60 s) inside [start_ns, end_ns)
+        get evidence: a partial minute at either edge gets none, so callers align windows to minutes. Filled as
+        the job progresses (the runs so far cover [start_ns, covered_until_ns) at most); complete when SUCCEEDED,
+        except for a minute that had not yet ended at the venue when it was fetched (ask again once it has).
+        """
+
     def __init__(
         self,
         *,
@@ -254,11 +309,46 @@ class BackfillJob(_message.Message):
         ts_finished_ns: _builtins.int = ...,
         error_message: _builtins.str = ...,
         retryable: _builtins.bool = ...,
+        buckets: _abc.Iterable[Global___BucketEvidence] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["covered_until_ns", b"covered_until_ns", "data_type", b"data_type", "end_ns", b"end_ns", "error_message", b"error_message", "exchange", b"exchange", "job_id", b"job_id", "reason", b"reason", "retryable", b"retryable", "rows_published", b"rows_published", "start_ns", b"start_ns", "status", b"status", "symbol", b"symbol", "ts_created_ns", b"ts_created_ns", "ts_finished_ns", b"ts_finished_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buckets", b"buckets", "covered_until_ns", b"covered_until_ns", "data_type", b"data_type", "end_ns", b"end_ns", "error_message", b"error_message", "exchange", b"exchange", "job_id", b"job_id", "reason", b"reason", "retryable", b"retryable", "rows_published", b"rows_published", "start_ns", b"start_ns", "status", b"status", "symbol", b"symbol", "ts_created_ns", b"ts_created_ns", "ts_finished_ns", b"ts_finished_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BackfillJob: _TypeAlias = BackfillJob  # noqa: Y015
+
+@_typing.final
+class BucketEvidence(_message.Message):
+    """What the venue's REST history says about a run of consecutive whole minutes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_NS_FIELD_NUMBER: _builtins.int
+    END_NS_FIELD_NUMBER: _builtins.int
+    FINDING_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    start_ns: _builtins.int
+    """First minute of the run, ns since the epoch, inclusive; a whole minute."""
+    end_ns: _builtins.int
+    """End of the run, ns since the epoch, exclusive; a whole minute. The run is [start_ns, end_ns)."""
+    finding: Global___BucketFinding.ValueType
+    """What the venue answered for every minute of the run."""
+    rows: _builtins.int
+    """Rows the venue returned in the run: trades, or candles (a zero-trade candle counts)."""
+    def __init__(
+        self,
+        *,
+        start_ns: _builtins.int = ...,
+        end_ns: _builtins.int = ...,
+        finding: Global___BucketFinding.ValueType = ...,
+        rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_ns", b"end_ns", "finding", b"finding", "rows", b"rows", "start_ns", b"start_ns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BucketEvidence: _TypeAlias = BucketEvidence  # noqa: Y015

@@ -7,9 +7,13 @@ A backfill fetches a time window from the venue's REST API (under the venue's ra
 the rows through the same normalization and Redis Streams path as live data, so the writer stores them
 and the validator sees them like any other row. Publishing twice is harmless: the hot tier deduplicates.
 
+Windows are half-open, [start_ns, end_ns), like every time window in tickstrata (docs/architecture.md,
+"Time windows"): a gap event's window can be passed as it is.
+
 Errors: INVALID_ARGUMENT for a malformed request (start_ns >= end_ns, a data type the venue's REST API
 cannot backfill); NOT_FOUND for an instrument outside this collector's feed, or an unknown job id;
-RESOURCE_EXHAUSTED when too many jobs are queued (retry later).
+RESOURCE_EXHAUSTED when too many jobs are queued (retry later). A few jobs run at once (they share the
+venue's request-weight budget); the others wait in BACKFILL_STATUS_QUEUED, first come first served.
 """
 
 from collections import abc as _abc
