@@ -54,14 +54,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a pac
 from bench import _harness as h
 
 from tickstrata.common.events import Side, Trade
+from tickstrata.common.questdb_rest import ilp_conf
+from tickstrata.common.questdb_schema import create_table_statements
 from tickstrata.common.streams import FIELD_TRACEPARENT, MAX_EVENTS_PER_ENTRY, xadd_args
 from tickstrata.localstack.process import ManagedServer, free_port, tcp_port_open
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.writer.consumer import ConsumerConfig, StreamConsumer
 from tickstrata.writer.frames import build_batch
-from tickstrata.writer.questdb_sink import IlpWriter, QuestDBSink, ilp_conf
-from tickstrata.writer.tables import create_table_statements
+from tickstrata.writer.questdb_sink import IlpWriter, QuestDBSink
 from tickstrata.writer.wire import decode_wire_entry
 
 SYMBOLS: Final = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "BNB-USDT")

@@ -28,12 +28,12 @@ from questdb import Sender, TimestampNanos
 
 from tests.integration.query_harness import running_query
 from tickstrata.client import InvalidQueryError, MarketDataClient, NotFoundError
+from tickstrata.common.questdb_schema import create_table_statements
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_pb2 as md
 from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
 from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
-from tickstrata.writer.tables import create_table_statements
 
 pytestmark = pytest.mark.integration
 

@@ -34,6 +34,7 @@ from tickstrata.client import MarketDataClient
 from tickstrata.common.events import Side, Trade
 from tickstrata.common.health import HealthServer, HealthState
 from tickstrata.common.lifecycle import ServiceContext
+from tickstrata.common.questdb_schema import create_table_statements
 from tickstrata.common.streams import LatestPrice, encode_latest_price, latest_price_key, xadd_args
 from tickstrata.common.telemetry import Telemetry
 from tickstrata.localstack.questdb import QuestDBServer
@@ -42,7 +43,6 @@ from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
 from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
 from tickstrata.query.app import QueryApp
 from tickstrata.query.settings import QuerySettings
-from tickstrata.writer.tables import create_table_statements
 
 pytestmark = pytest.mark.integration
 

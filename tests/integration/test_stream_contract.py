@@ -183,7 +183,7 @@ async def test_entries_deleted_before_the_writer_acknowledged_them_are_logged_co
         )
     lost = gaps(redis_client, exchange, GapKind.STREAM_LOSS)
     for trade in trades:  # every lost trade lies inside a published window
-        assert any(g.start_ns <= trade.ts_event_ns <= g.end_ns for g in lost), trade
+        assert any(g.start_ns <= trade.ts_event_ns < g.end_ns for g in lost), trade
     assert all(g.data_type == "trades" and g.symbol is None for g in lost)
     causes = sorted(g.cause.split(" (")[0] for g in lost)
     assert causes == ["deleted before delivery", "deleted while pending"]
@@ -255,7 +255,7 @@ async def test_a_full_redis_slows_producers_keeps_every_trade_and_publishes_each
         for stream in (trade_stream, quote_stream):  # the writer's group exists: the streams are owed to it
             client.xgroup_create(stream, WRITER_GROUP, id="0", mkstream=True)
         instance = InProcessWriter(server.url, questdb_server.http_url, tracer_provider.get_tracer("writer"))
-        await instance.sink.rest.create_tables()
+        await instance.sink.create_tables()
         publisher = new_publisher(instance.redis, exchange, batch_events=100, queue_events=2000)
         task = asyncio.create_task(publisher.run())
         producer = asyncio.create_task(publisher.put_many(interleaved))
@@ -294,16 +294,16 @@ async def test_a_full_redis_slows_producers_keeps_every_trade_and_publishes_each
             # stored quotes (conservative), never the other way round.
             assert 0 < len(dropped) <= publisher.dropped_events
             for quote in dropped:
-                assert any(g.symbol == quote.symbol and g.start_ns <= quote.ts_event_ns <= g.end_ns for g in windows), (
+                assert any(g.symbol == quote.symbol and g.start_ns <= quote.ts_event_ns < g.end_ns for g in windows), (
                     quote
                 )
             sent_ts = {(q.symbol, q.ts_event_ns) for q in quotes}
             dropped_ts = sorted(q.ts_event_ns for q in dropped)
-            for gap in windows:  # exact windows: each starts and ends at a quote it let go, and holds a lost one
+            for gap in windows:  # exact half-open windows: from a quote it let go to 1 ns after one, holding a lost one
                 assert gap.data_type == "quotes"
                 assert (gap.symbol, gap.start_ns) in sent_ts
-                assert (gap.symbol, gap.end_ns) in sent_ts
-                assert any(gap.start_ns <= ts <= gap.end_ns for ts in dropped_ts)
+                assert (gap.symbol, gap.end_ns - 1) in sent_ts
+                assert any(gap.start_ns <= ts < gap.end_ns for ts in dropped_ts)
         finally:
             producer.cancel()
             task.cancel()

@@ -23,11 +23,11 @@ from tests.integration.query_harness import running_query
 from tests.integration.servers.otlp_fixtures import Receiver, Span
 from tests.integration.servers.simulator_fixtures import SimulatorEndpoints
 from tests.integration.test_writer_kill import _WriterProcess
+from tickstrata.common.questdb_schema import create_table_statements
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_service_pb2 as pb
 from tickstrata.marketdata.v1 import market_data_service_pb2_grpc as pb_grpc
-from tickstrata.writer.tables import create_table_statements
 
 pytestmark = pytest.mark.integration
 

@@ -160,7 +160,7 @@ async def writer(
     redis_server: RedisServer, questdb_server: QuestDBServer, tracer_provider: TracerProvider
 ) -> AsyncIterator[InProcessWriter]:
     instance = InProcessWriter(redis_server.url, questdb_server.http_url, tracer_provider.get_tracer("writer"))
-    await instance.sink.rest.create_tables()
+    await instance.sink.create_tables()
     try:
         yield instance
     finally:

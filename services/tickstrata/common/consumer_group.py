@@ -128,6 +128,8 @@ class ConsumerGroup:
         self._stopping = asyncio.Event()
         self._next_janitor_at = 0.0
         self._reported_losses: set[tuple[str, StreamId]] = set()
+        self.caught_up_ns = 0
+        """Wall time of the last read after which nothing added earlier was left unhandled (0: not yet)."""
         self.lag: dict[str, GroupState] = {}
         """The last sampled state of this group per stream (the gauges read it)."""
         self.dead_lettered = 0
@@ -211,12 +213,19 @@ class ConsumerGroup:
         if time.monotonic() >= self._next_janitor_at:
             await self.run_janitor()
             self._next_janitor_at = time.monotonic() + self._config.janitor_interval_secs
+        read_at_ns = self._clock_ns()
         if not self._streams:
+            self.caught_up_ns = read_at_ns  # nothing to read is nothing left unread
             await self.sleep(self._config.block_ms / 1000)
             return
+        reading_history = bool(self._history)
         entries = await (self._read_history() if self._history else self._read_new())
         if entries:
             await self._process(entries)
+        if not reading_history and len(entries) < self._config.batch_entries:
+            # A short read of new entries returned everything added before it began, and the handler is done
+            # with it: consumers that judge by time (the validator's watermark) know nothing older is unread.
+            self.caught_up_ns = read_at_ns
 
     # ---- reading ------------------------------------------------------------------------------------------
 

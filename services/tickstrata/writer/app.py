@@ -10,9 +10,10 @@ import redis.asyncio as aioredis
 
 from tickstrata.common.health import CheckResult
 from tickstrata.common.lifecycle import ServiceApp, ServiceContext
+from tickstrata.common.questdb_rest import QuestDBError
 from tickstrata.common.redis_connection import connect_redis, enforce_memory_policy, redis_ready_check
 from tickstrata.writer.consumer import ConsumerConfig, StreamConsumer
-from tickstrata.writer.questdb_sink import QuestDBError, QuestDBSink
+from tickstrata.writer.questdb_sink import QuestDBSink
 from tickstrata.writer.settings import WriterSettings
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class WriterApp(ServiceApp[WriterSettings]):
         # the stop request, which `run` then honours at once).
         while not consumer.stop_requested:
             try:
-                await self._sink.rest.create_tables()
+                await self._sink.create_tables()
             except (TimeoutError, OSError, QuestDBError) as error:
                 logger.warning("cannot create tables yet", extra={"error": f"{type(error).__name__}: {error}"})
                 await consumer.sleep(CREATE_TABLES_RETRY_SECS)

@@ -28,6 +28,7 @@ from opentelemetry import metrics, trace
 
 from tickstrata.common.backoff import Backoff
 from tickstrata.common.consumer_group import AbandonBatch, BatchOutcome, ConsumerGroup, Delivered, GroupConfig
+from tickstrata.common.questdb_schema import STORED_DATA_TYPES
 from tickstrata.common.streams import (
     WRITER_GROUP,
     EntryDecodeError,
@@ -38,7 +39,6 @@ from tickstrata.common.streams import (
 from tickstrata.writer.entry_rules import entry_violation, size_violation
 from tickstrata.writer.frames import TableFrame, build_batch
 from tickstrata.writer.questdb_sink import TableWrite
-from tickstrata.writer.tables import STORED_DATA_TYPES
 from tickstrata.writer.tracing import BatchSpans
 from tickstrata.writer.wire import WireEvent, decode_wire_entry
 

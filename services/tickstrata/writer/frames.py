@@ -27,8 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tickstrata.common.events import validate_exchange, validate_symbol
-from tickstrata.common.streams import EntryDecodeError, EntryFields
-from tickstrata.writer.tables import (
+from tickstrata.common.questdb_schema import (
     BOOKS_TABLE,
     CANDLES_TABLE,
     FUNDING_TABLE,
@@ -38,6 +37,7 @@ from tickstrata.writer.tables import (
     Kind,
     TableSpec,
 )
+from tickstrata.common.streams import EntryDecodeError, EntryFields
 from tickstrata.writer.wire import (
     WireBook,
     WireCandle,

@@ -15,35 +15,15 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-import aiohttp
 from questdb import Sender
 
+from tickstrata.common.questdb_rest import QuestDBError, QuestDBRest, ilp_conf
+from tickstrata.common.questdb_schema import TIMESTAMP_COLUMN, create_table_statements
 from tickstrata.writer.frames import TableFrame
-from tickstrata.writer.tables import TIMESTAMP_COLUMN, create_table_statements
 
 logger = logging.getLogger(__name__)
-
-REST_TIMEOUT_SECS: Final = 10.0
-# Retries belong to the consumer loop (the stream is the buffer); the client's own 10 s retry would only hide
-# an outage inside one call and delay a stop request.
-ILP_RETRY_TIMEOUT_MS: Final = 0
-ILP_REQUEST_TIMEOUT_MS: Final = 30_000
-
-
-class QuestDBError(RuntimeError):
-    """QuestDB refused a statement or a table is not healthy; the batch must not be acknowledged."""
-
-
-def ilp_conf(http_url: str) -> str:
-    """`http://host:port` → the `questdb` client's configuration string, auto-flush off (we flush per table)."""
-    scheme, _, address = http_url.partition("://")
-    protocol = "https" if scheme == "https" else "http"
-    return (
-        f"{protocol}::addr={address.rstrip('/')};auto_flush=off;retry_timeout={ILP_RETRY_TIMEOUT_MS};"
-        f"request_timeout={ILP_REQUEST_TIMEOUT_MS};"
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,51 +74,15 @@ class IlpWriter:
                 logger.debug("closing the ILP sender failed", exc_info=True)
 
 
-class QuestDBRest:
-    """Async REST calls: create tables, check table health, readiness ping."""
-
-    def __init__(self, http_url: str) -> None:
-        self._base = http_url.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT_SECS))
-        return self._session
-
-    async def exec_sql(self, sql: str) -> dict[str, Any]:
-        async with self._client().get(f"{self._base}/exec", params={"query": sql}) as response:
-            payload: Any = await response.json(content_type=None)
-            if response.status >= 400 or not isinstance(payload, dict) or "error" in payload:
-                raise QuestDBError(f"QuestDB refused {sql!r} (HTTP {response.status}): {payload}")
-            return payload
-
-    async def create_tables(self) -> None:
-        for statement in create_table_statements():
-            await self.exec_sql(statement)
-
-    async def suspended_tables(self, tables: Sequence[str]) -> list[str]:
-        """Of `tables`, those whose WAL apply is suspended."""
-        payload = await self.exec_sql("SELECT name FROM wal_tables() WHERE suspended")
-        suspended = {row[0] for row in payload.get("dataset", [])}
-        return [table for table in tables if table in suspended]
-
-    async def ping(self) -> bool:
-        async with self._client().get(f"{self._base}/ping") as response:
-            return response.status == 204
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
 class QuestDBSink:
     """What the consumer writes through: each table's ILP transaction, then the check that no table is suspended."""
 
     def __init__(self, http_url: str) -> None:
         self.ilp = IlpWriter(http_url)
         self.rest = QuestDBRest(http_url)
+
+    async def create_tables(self) -> None:
+        await self.rest.create_tables(create_table_statements())
 
     async def write(self, frames: Sequence[TableFrame]) -> Sequence[TableWrite]:
         """Write `frames`; raise unless QuestDB has every row and every table written is healthy."""

@@ -1,4 +1,8 @@
-"""The hot-tier QuestDB schema: one ``TableSpec`` per table says its columns, types and dedup keys. Pure.
+"""The QuestDB schema: one ``TableSpec`` per table says its columns, types and dedup keys. Pure.
+
+Two families, one owner: the market-data tables the writer fills from the streams (``TABLES``), and the
+validator's ledger (``QUALITY_TABLES``: bucket states, gaps and violations). The query service and the tests read
+the same specs, so no table or column is re-spelled elsewhere.
 
 Every table is created by code (never by a first ILP write, which would guess types and skip dedup): WAL,
 ``PARTITION BY DAY``, and ``DEDUP UPSERT KEYS`` that include the designated timestamp and the row's identity
@@ -50,6 +54,7 @@ class Kind(Enum):
     POSITIVE_INT = ("INT", "int in [1, 2**31)")
     BOOLEAN = ("BOOLEAN", "bool")
     LEVELS = ("DOUBLE[][]", "book levels ((price, size), ...) as [[prices], [sizes]]")
+    TEXT = ("VARCHAR", "str, possibly empty (free text: a cause, a detail)")
 
     @property
     def sql_type(self) -> str:
@@ -67,8 +72,8 @@ class Column:
 @dataclass(frozen=True, slots=True)
 class TableSpec:
     name: str
-    data_type: DataType
-    """The streams (``md:<exchange>:<data_type>``) whose events land in this table."""
+    data_type: DataType | None
+    """The streams (``md:<exchange>:<data_type>``) whose events land in this table; None for the ledger's tables."""
     columns: tuple[Column, ...]
     """In table order; the first is the designated timestamp ``ts``."""
     dedup_keys: tuple[str, ...]
@@ -186,12 +191,88 @@ TABLES: Final = (
 )
 
 TABLES_BY_NAME: Final = {spec.name: spec for spec in TABLES}
-TABLE_OF_DATA_TYPE: Final = {spec.data_type: spec.name for spec in TABLES}
+TABLE_OF_DATA_TYPE: Final = {spec.data_type: spec.name for spec in TABLES if spec.data_type is not None}
 
 # Data types the writer consumes: every market-data type has a table.
-STORED_DATA_TYPES: Final = frozenset(spec.data_type for spec in TABLES)
+STORED_DATA_TYPES: Final = frozenset(spec.data_type for spec in TABLES if spec.data_type is not None)
+
+# ---- the validator's ledger --------------------------------------------------------------------------------
+# Provenance cannot be recomputed from the market-data tables (dedup is last-write-wins, a REST candle replaces a
+# streamed one), so the validator records what it observed when it observed it. Every row is keyed so that a
+# restarted validator writing the same observation again overwrites it instead of adding a row.
+
+QUALITY_BUCKETS_TABLE: Final = "quality_buckets"
+QUALITY_GAPS_TABLE: Final = "quality_gaps"
+QUALITY_VIOLATIONS_TABLE: Final = "quality_violations"
+
+QUALITY_TABLES: Final = (
+    TableSpec(
+        QUALITY_BUCKETS_TABLE,
+        None,
+        (
+            _ts("minute_start_ns"),
+            _EXCHANGE,
+            _SYMBOL,
+            _col("state", Kind.SYMBOL),  # tickstrata.common.completeness.BucketState
+            _col("live_rows", Kind.LONG),  # trades and candles that arrived through the live stream
+            _col("backfill_rows", Kind.LONG),  # trades and candles a backfill published
+            _col("trades_finding", Kind.SYMBOL),  # what the venue's REST history said of the minute's trades
+            _col("candles_finding", Kind.SYMBOL),  # ... and of its candle; "none" until a backfill asked
+            _col("open", Kind.DOUBLE_OR_NULL),  # the candle last observed: the old values of a later revision
+            _col("high", Kind.DOUBLE_OR_NULL),
+            _col("low", Kind.DOUBLE_OR_NULL),
+            _col("close", Kind.DOUBLE_OR_NULL),
+            _col("volume", Kind.DOUBLE_OR_NULL),
+            _col("candle_source", Kind.SYMBOL),
+            _col("suspect", Kind.SYMBOL),  # data types a gap touched ("trades,candles"), or "none"
+            _col("given_up", Kind.BOOLEAN),  # the venue cannot supply the minute: it stays missing
+            _col("ts_recorded_ns", Kind.LONG),
+        ),
+        ("ts", "exchange", "symbol"),
+    ),
+    TableSpec(
+        QUALITY_GAPS_TABLE,
+        None,
+        (
+            _ts("start_ns"),
+            _col("gap_id", Kind.ID),
+            _EXCHANGE,
+            _SYMBOL,  # NULL for a gap of the whole feed
+            _col("data_type", Kind.SYMBOL),
+            _col("kind", Kind.SYMBOL),
+            _col("end_ns", Kind.LONG),  # exclusive: the window is [ts, end_ns)
+            _col("cause", Kind.TEXT),
+            _col("state", Kind.SYMBOL),
+            _col("backfill_job_id", Kind.TEXT),
+            _col("ts_detected_ns", Kind.LONG),
+            _col("ts_closed_ns", Kind.LONG),
+        ),
+        ("ts", "gap_id"),
+    ),
+    TableSpec(
+        QUALITY_VIOLATIONS_TABLE,
+        None,
+        (
+            _ts("start_ns"),
+            _col("violation_id", Kind.ID),
+            _EXCHANGE,
+            _SYMBOL,
+            _col("kind", Kind.SYMBOL),
+            _col("end_ns", Kind.LONG),  # exclusive
+            _col("detail", Kind.TEXT),
+            _col("ts_detected_ns", Kind.LONG),
+        ),
+        ("ts", "violation_id"),
+    ),
+)
+QUALITY_TABLES_BY_NAME: Final = {spec.name: spec for spec in QUALITY_TABLES}
 
 
 def create_table_statements() -> list[str]:
     """The DDL the writer runs at start; idempotent (``IF NOT EXISTS``)."""
     return [spec.create_sql() for spec in TABLES]
+
+
+def create_quality_table_statements() -> list[str]:
+    """The DDL the validator runs at start; idempotent (``IF NOT EXISTS``)."""
+    return [spec.create_sql() for spec in QUALITY_TABLES]

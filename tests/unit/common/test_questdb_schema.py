@@ -6,7 +6,14 @@ import msgspec
 import pytest
 
 from tickstrata.common.events import BookSnapshot, Candle, DataType, Funding, Quote, Trade
-from tickstrata.writer.tables import STORED_DATA_TYPES, TABLES, TABLES_BY_NAME, create_table_statements
+from tickstrata.common.questdb_schema import (
+    QUALITY_TABLES,
+    STORED_DATA_TYPES,
+    TABLES,
+    TABLES_BY_NAME,
+    create_quality_table_statements,
+    create_table_statements,
+)
 
 
 def test_every_table_is_wal_partitioned_by_day_with_dedup_keys_including_the_timestamp() -> None:
@@ -58,3 +65,22 @@ def test_optional_event_fields_are_nullable_columns() -> None:
     assert types[("candles", "trade_count")] == "LONG_OR_NULL"
     assert types[("funding", "mark_price")] == types[("funding", "index_price")] == "DOUBLE_OR_NULL"
     assert types[("books", "sequence")] == "LONG_OR_NULL"
+
+
+def test_quality_tables_are_keyed_by_identity_so_a_restarted_validator_overwrites() -> None:
+    keys = {spec.name: spec.dedup_keys for spec in QUALITY_TABLES}
+    assert keys == {
+        "quality_buckets": ("ts", "exchange", "symbol"),
+        "quality_gaps": ("ts", "gap_id"),
+        "quality_violations": ("ts", "violation_id"),
+    }
+    for spec, sql in zip(QUALITY_TABLES, create_quality_table_statements(), strict=True):
+        assert spec.data_type is None  # no stream lands here: the validator writes these rows itself
+        names = [column.name for column in spec.columns]
+        assert len(names) == len(set(names))
+        assert names[0] == "ts"
+        assert set(spec.dedup_keys) <= set(names)
+        assert sql.startswith(f"CREATE TABLE IF NOT EXISTS {spec.name} (")
+        assert "WAL DEDUP UPSERT KEYS" in sql
+    # No market-data table name is reused by the ledger.
+    assert not {spec.name for spec in QUALITY_TABLES} & {spec.name for spec in TABLES}
