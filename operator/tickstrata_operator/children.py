@@ -1,4 +1,5 @@
-"""What one ExchangeFeed should own: a ConfigMap, a collector Deployment and retention CronJobs. Pure: no I/O.
+"""What one ExchangeFeed should own: a ConfigMap, a collector Deployment, the Service in front of the collector's
+gRPC BackfillService, and retention CronJobs. Pure: no I/O.
 
 Every child has a deterministic name (`<feed>-collector`, `<feed>-tier-warm`, ...), the standard
 `app.kubernetes.io/*` labels plus `tickstrata.io/feed` and `tickstrata.io/exchange`, and a controller owner
@@ -31,6 +32,9 @@ FEED_FILE_DIR: Final = "/etc/tickstrata/feed"
 FEED_FILE_KEY: Final = "feed.yaml"
 COLLECTOR_HEALTH_PORT: Final = 8081
 COLLECTOR_GRPC_PORT: Final = 50051
+"""The collector's BackfillService port (`COLLECTOR_GRPC_PORT`), in the pod and on its Service. The chart's
+NetworkPolicies open the same number, fixed there too, to the validator (`tests/unit/chart` checks they agree)."""
+GRPC_PORT_NAME: Final = "grpc"
 TIERER_HEALTH_PORT: Final = 8084
 RUN_AS_USER: Final = 10001
 
@@ -48,6 +52,12 @@ class Child:
 
 def collector_name(feed: Feed) -> str:
     return f"{feed.name}-collector"
+
+
+def backfill_address(feed: Feed) -> str:
+    """Where the validator reaches the feed's BackfillService: the collector Service's DNS name and port
+    (`btc-collector.md.svc:50051`; the cluster domain is left to the resolver's search path)."""
+    return f"{collector_name(feed)}.{feed.namespace}.svc:{COLLECTOR_GRPC_PORT}"
 
 
 def cron_job_names(feed: Feed) -> list[str]:
@@ -191,7 +201,7 @@ def deployment(feed: Feed, settings: OperatorSettings, checksum: str) -> Child:
         "env": env,
         "ports": [
             {"name": "health", "containerPort": COLLECTOR_HEALTH_PORT, "protocol": "TCP"},
-            {"name": "grpc", "containerPort": COLLECTOR_GRPC_PORT, "protocol": "TCP"},
+            {"name": GRPC_PORT_NAME, "containerPort": COLLECTOR_GRPC_PORT, "protocol": "TCP"},
         ],
         "startupProbe": _probe("/healthz", "health", period_secs=2, failures=30),
         "livenessProbe": _probe("/healthz", "health", period_secs=10, failures=3),
@@ -232,6 +242,30 @@ def deployment(feed: Feed, settings: OperatorSettings, checksum: str) -> Child:
         },
     }
     return Child("Deployment", name, body)
+
+
+def service(feed: Feed) -> Child:
+    """A ClusterIP Service selecting the feed's collector pod, on its gRPC port (BackfillService).
+
+    `publishNotReadyAddresses`: the collector's readiness is its WebSocket connections (`/readyz`), but backfill
+    runs over the venue's REST API and matters most while the stream is down, so the address is published
+    whatever the readiness. There is one collector pod (`Recreate`); a call that meets a pod not yet serving is
+    refused and the validator retries."""
+    name = collector_name(feed)
+    body: Body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(feed, name, "collector"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(feed, "collector"),
+            "publishNotReadyAddresses": True,
+            "ports": [
+                {"name": GRPC_PORT_NAME, "protocol": "TCP", "port": COLLECTOR_GRPC_PORT, "targetPort": GRPC_PORT_NAME}
+            ],
+        },
+    }
+    return Child("Service", name, body)
 
 
 def _minute_of(schedule: str) -> str:
@@ -319,4 +353,4 @@ def cron_jobs(feed: Feed, settings: OperatorSettings) -> list[Child]:
 def desired_children(feed: Feed, settings: OperatorSettings) -> list[Child]:
     """Every child `feed` should own, ConfigMap first (the Deployment mounts it)."""
     config = config_map(feed)
-    return [config, deployment(feed, settings, config_checksum(config)), *cron_jobs(feed, settings)]
+    return [config, deployment(feed, settings, config_checksum(config)), service(feed), *cron_jobs(feed, settings)]

@@ -20,6 +20,9 @@ KIND: Final = "ExchangeFeed"
 
 MAX_NAME_CHARS: Final = 40
 """Child names add up to 12 characters and CronJob names may not exceed 52 (the CRD says the same)."""
+NAME_PATTERN: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+"""A DNS label starting with a letter (RFC 1035), not just any object name: the collector's Service is named after
+the feed, and Service names may hold no dot and may not start with a digit (the CRD says the same)."""
 
 VENUES: Final[Mapping[tuple[str, str], str]] = {
     ("binance", "spot"): "binance",
@@ -190,6 +193,10 @@ def parse_feed(body: Mapping[str, Any]) -> Feed:
     name = str(metadata.get("name", ""))
     if not name or len(name) > MAX_NAME_CHARS:
         raise InvalidFeedError("metadata.name", f"1 to {MAX_NAME_CHARS} characters, got {len(name)}")
+    if not NAME_PATTERN.match(name):
+        raise InvalidFeedError(
+            "metadata.name", f"lower-case letters, digits and '-', starting with a letter (a DNS label), got {name!r}"
+        )
     spec = _mapping(body.get("spec"), "spec")
     exchange, market = spec.get("exchange"), spec.get("market")
     if (exchange, market) not in VENUES:

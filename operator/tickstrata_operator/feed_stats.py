@@ -1,9 +1,14 @@
-"""Events/s and last-event age for the ExchangeFeed status columns, from the collectors' totals in Redis.
+"""Events/s, last-event age and completeness for the ExchangeFeed status columns, from Redis.
 
 Each collector adds its published events to the hash `stats:collector:<namespace>.<feed>` in the same round trip
 as the events (`events`, `last_recv_ns`). The operator samples it once per resync interval: the rate is the
 difference of two samples over the time between them, so it is an average over the interval, never a guess.
-The pure part is `FeedStats`; `StatsReader` is the Redis edge.
+
+The validator publishes per-symbol bucket counts in `quality:completeness:<exchange>` (the contract is
+`tickstrata.common.completeness`); the feed's completeness is the sum over its symbols.
+
+The pure parts are `status_fields` and `completeness_text`; `StatsReader` is the Redis edge, reading every
+feed's statistics and every exchange's counts in one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Final
 
 import redis
 
+from tickstrata.common.completeness import completeness_key, completeness_percent, sum_symbols
 from tickstrata.common.streams import COLLECTOR_STATS_EVENTS, COLLECTOR_STATS_LAST_RECV_NS, collector_stats_key
 
 NS_PER_SEC: Final = 1_000_000_000
@@ -65,20 +71,52 @@ def status_fields(previous: Sample | None, current: Sample | None, now_wall_ns: 
     return fields
 
 
+def completeness_text(fields: Mapping[bytes, bytes] | Mapping[str, str], symbols: Sequence[str]) -> str | None:
+    """`status.completeness` of a feed from its exchange's completeness hash: the counts of `symbols` summed, as
+    `99.999809%` (six decimals, rounded down: a single missing minute shows). None when the validator has counted
+    none of them yet (an empty column, not "0%"). A malformed count of one of them raises `ValueError`."""
+    widened: dict[bytes | str, bytes | str] = dict(fields.items())
+    counts = sum_symbols(widened, symbols)
+    return None if counts is None else f"{completeness_percent(counts)}%"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One round trip's worth: each feed's sample, and each exchange's completeness hash (empty when absent; a
+    Redis error instead of the fields when the key holds something else than a hash)."""
+
+    samples: Mapping[str, Sample | None]
+    completeness: Mapping[str, Mapping[bytes, bytes] | redis.RedisError]
+
+
 class StatsReader:
-    """Reads the statistics hashes of many feeds in one pipelined round trip (sync: runs in a worker thread)."""
+    """Reads the statistics hashes of many feeds and the completeness hashes of their exchanges in one pipelined
+    round trip (sync: runs in a worker thread)."""
 
     def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(
             url, socket_timeout=REDIS_TIMEOUT_SECS, socket_connect_timeout=REDIS_TIMEOUT_SECS
         )
 
-    def read(self, feeds: Sequence[str], taken_ns: int) -> Mapping[str, Sample | None]:
+    def read(self, feeds: Sequence[str], exchanges: Sequence[str], taken_ns: int) -> Reading:
         pipe = self._client.pipeline(transaction=False)
         for feed in feeds:
             pipe.hmget(collector_stats_key(feed), [COLLECTOR_STATS_EVENTS, COLLECTOR_STATS_LAST_RECV_NS])
-        replies = pipe.execute()
-        return {feed: parse_sample(reply, taken_ns) for feed, reply in zip(feeds, replies, strict=True)}
+        for exchange in exchanges:
+            pipe.hgetall(completeness_key(exchange))
+        # Errors come back in place: a key of the wrong type spoils its own reply, not the whole reading.
+        replies = pipe.execute(raise_on_error=False)
+        stats, counts = replies[: len(feeds)], replies[len(feeds) :]
+        for reply in stats:
+            if isinstance(reply, Exception):
+                raise reply
+        return Reading(
+            samples={feed: parse_sample(reply, taken_ns) for feed, reply in zip(feeds, stats, strict=True)},
+            completeness={
+                exchange: reply if isinstance(reply, redis.RedisError) else dict(reply)
+                for exchange, reply in zip(exchanges, counts, strict=True)
+            },
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -28,7 +28,12 @@ logger = logging.getLogger(__name__)
 
 ANNOTATION_PREFIX: Final = "tickstrata.io"
 MAX_BACKOFF_SECS: Final = 60.0
-CHILD_RESOURCES: Final = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("batch", "v1", "cronjobs"))
+CHILD_RESOURCES: Final = (
+    ("", "v1", "configmaps"),
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("batch", "v1", "cronjobs"),
+)
 
 
 def backoff_secs(retry: int) -> float:

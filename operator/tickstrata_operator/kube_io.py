@@ -25,10 +25,11 @@ FIELD_MANAGER: Final = "tickstrata-operator"
 _COLLECTIONS: Final[Mapping[str, str]] = {
     "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
     "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments",
+    "Service": "/api/v1/namespaces/{namespace}/services",
     "CronJob": "/apis/batch/v1/namespaces/{namespace}/cronjobs",
     "ExchangeFeed": f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{{namespace}}/{PLURAL}",
 }
-CHILD_KINDS: Final = ("ConfigMap", "Deployment", "CronJob")
+CHILD_KINDS: Final = ("ConfigMap", "Deployment", "Service", "CronJob")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from tickstrata_operator.children import FEED_LABEL, Child, desired_children
+from tickstrata_operator.children import FEED_LABEL, Child, backfill_address, desired_children
 from tickstrata_operator.diff import merge_patch
 from tickstrata_operator.feed import KIND, Feed, InvalidFeedError, parse_feed
 from tickstrata_operator.kube_io import CHILD_KINDS, Kube, KubeApiError
@@ -127,6 +127,7 @@ class Reconciler:
             symbols=feed.symbols,
             changed=changed,
             children=_children_names(desired),
+            backfill_address=backfill_address(feed),
             suspended=feed.suspend,
             collector_available=_available(deployment),
         )
@@ -203,6 +204,7 @@ def _children_names(desired: list[Child]) -> dict[str, Any]:
     return {
         "configMap": next(child.name for child in desired if child.kind == "ConfigMap"),
         "deployment": next(child.name for child in desired if child.kind == "Deployment"),
+        "service": next(child.name for child in desired if child.kind == "Service"),
         "cronJobs": [child.name for child in desired if child.kind == "CronJob"],
     }
 

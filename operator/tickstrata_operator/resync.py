@@ -15,34 +15,77 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from tickstrata_operator.feed_stats import Sample, StatsReader, stats_feed_name, status_fields
+from tickstrata_operator.feed import VENUES
+from tickstrata_operator.feed_stats import Sample, StatsReader, completeness_text, stats_feed_name, status_fields
 from tickstrata_operator.kube_io import Kube, KubeApiError
 from tickstrata_operator.reconcile import PermanentReconcileError, Reconciler, TemporaryReconcileError
 
 logger = logging.getLogger(__name__)
 
 
+def _venue_and_symbols(feed: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    """The exchange id whose completeness hash holds the feed's counts, and its symbols; None for a spec the
+    reconciler refuses anyway."""
+    spec = feed.get("spec") or {}
+    venue = VENUES.get((str(spec.get("exchange")), str(spec.get("market"))))
+    symbols = spec.get("symbols")
+    if venue is None or not isinstance(symbols, list):
+        return None
+    return venue, [str(symbol) for symbol in symbols]
+
+
 class StatsTracker:
-    """The previous sample of every feed, and the status fields written from them."""
+    """The previous sample of every feed, and the status fields written from them and from the validator's
+    completeness counts."""
 
     def __init__(self, reader: StatsReader) -> None:
         self._reader = reader
         self._previous: dict[str, Sample | None] = {}
         self._warned = False
+        self._malformed: set[str] = set()
+        """Feeds whose completeness counts were malformed at the last reading (warned once, until they heal)."""
+
+    def _completeness(
+        self, name: str, feed: Mapping[str, Any], hashes: Mapping[str, Mapping[bytes, bytes] | RedisError]
+    ) -> dict[str, Any]:
+        """`{"completeness": "99.9%"}`, `{"completeness": None}` (nothing counted: the field is removed) or `{}`
+        (malformed counts: the previous value stays)."""
+        found = _venue_and_symbols(feed)
+        if found is None:
+            return {}
+        venue, symbols = found
+        fields = hashes.get(venue)
+        try:
+            if isinstance(fields, RedisError):
+                raise ValueError(f"the completeness hash of {venue} cannot be read as a hash: {fields}")
+            text = completeness_text(fields or {}, symbols)
+        except ValueError as error:
+            if name not in self._malformed:
+                logger.warning(
+                    "completeness counts malformed; the feed's completeness keeps its previous value",
+                    extra={"feed": name, "exchange": venue, "error": str(error)},
+                )
+                self._malformed.add(name)
+            return {}
+        self._malformed.discard(name)
+        return {"completeness": text}
 
     async def update(self, kube: Kube, feeds: list[Mapping[str, Any]]) -> None:
         names = {stats_feed_name(f["metadata"]["namespace"], f["metadata"]["name"]): f for f in feeds}
+        exchanges = sorted({found[0] for f in feeds if (found := _venue_and_symbols(f)) is not None})
         try:
-            samples = await asyncio.to_thread(self._reader.read, list(names), time.monotonic_ns())
+            reading = await asyncio.to_thread(self._reader.read, list(names), exchanges, time.monotonic_ns())
         except (RedisError, OSError) as error:
             if not self._warned:  # once per outage: every interval would repeat it
                 logger.warning("feed statistics unavailable: Redis unreachable", extra={"error": repr(error)})
                 self._warned = True
             return
         self._warned = False
+        samples = reading.samples
         now_wall_ns = time.time_ns()
         for name, feed in names.items():
             fields = status_fields(self._previous.get(name), samples[name], now_wall_ns)
+            fields.update(self._completeness(name, feed, reading.completeness))
             self._previous[name] = samples[name]
             old = feed.get("status") or {}
             if not fields or all(old.get(key) == value for key, value in fields.items()):
@@ -60,6 +103,7 @@ class StatsTracker:
             except KubeApiError as error:
                 logger.debug("feed statistics not written", extra={"feed": name, "error": str(error)})
         self._previous = {name: self._previous[name] for name in names}  # forget deleted feeds
+        self._malformed &= set(names)
 
     def close(self) -> None:
         self._reader.close()

@@ -49,5 +49,5 @@ class OperatorSettings(ServiceSettings):
     """OTLP endpoint given to the children (`OTEL_EXPORTER_OTLP_ENDPOINT`); empty: no export."""
 
     stats_redis_url: str = Field(default="", pattern=r"^(|off|rediss?://.*)$")
-    """Redis holding the collectors' totals, for the status columns (events/s, last event age), read once per
-    resync interval; empty: `redis_url`; `off`: no statistics."""
+    """Redis holding the collectors' totals and the validator's completeness counts, for the status columns
+    (events/s, last event age, completeness), read once per resync interval; empty: `redis_url`; `off`: none."""

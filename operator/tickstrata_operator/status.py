@@ -24,6 +24,8 @@ class Outcome:
     changed: Sequence[str] = ()
     """Children created, patched or deleted (`Deployment/btc-collector`)."""
     children: Mapping[str, Any] = field(default_factory=dict)
+    backfill_address: str = ""
+    """`host:port` of the collector's BackfillService (its Service), for `status.backfillAddress`."""
     suspended: bool = False
     collector_available: bool = False
     rejected_field: str | None = None
@@ -92,8 +94,8 @@ def with_transition_times(
 
 
 def status_patch(outcome: Outcome, old_status: Mapping[str, Any], now_iso: str) -> dict[str, Any]:
-    """The status subresource's new content (the statistics fields are written separately: the resync loop
-    samples the collectors' totals)."""
+    """The status subresource's new content (the statistics fields and `completeness` are written separately: the
+    resync loop samples the collectors' totals and the validator's counts)."""
     old_conditions = old_status.get("conditions") or []
     patch: dict[str, Any] = {
         "conditions": with_transition_times(conditions(outcome), old_conditions, now_iso),
@@ -102,6 +104,8 @@ def status_patch(outcome: Outcome, old_status: Mapping[str, Any], now_iso: str) 
     if outcome.rejected_field is None:
         patch["observedGeneration"] = outcome.generation
         patch["children"] = dict(outcome.children)
+        if outcome.backfill_address:
+            patch["backfillAddress"] = outcome.backfill_address
     return patch
 
 

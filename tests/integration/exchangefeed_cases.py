@@ -146,6 +146,9 @@ INVALID: list[Case] = [
     Case("suspend as text", _spec(suspend="true"), "spec.suspend"),
     Case("unknown spec field", _spec(replicas=2), "spec.replicas"),
     Case("name too long for the children", lambda body: body["metadata"].update(name="f" * 41), "metadata.name"),
+    # The collector's Service is named after the feed, and Service names are DNS labels: no dot, no leading digit.
+    Case("name with a dot", lambda body: body["metadata"].update(name="binance.spot"), "metadata.name"),
+    Case("name starting with a digit", lambda body: body["metadata"].update(name="1inch"), "metadata.name"),
 ]
 
 

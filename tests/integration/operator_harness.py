@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,12 +195,12 @@ def fresh_namespace(cluster: KubeCluster, prefix: str) -> Iterator[str]:
 
 
 def children_of(cluster: KubeCluster, namespace: str, feed: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every ConfigMap, Deployment and CronJob labelled as the feed's child, by (kind, name)."""
+    """Every ConfigMap, Deployment, Service and CronJob labelled as the feed's child, by (kind, name)."""
     listed = json.loads(
         kubectl(
             cluster,
             "get",
-            "configmaps,deployments,cronjobs",
+            "configmaps,deployments,services,cronjobs",
             "-n",
             namespace,
             "-l",
@@ -214,6 +215,17 @@ def children_of(cluster: KubeCluster, namespace: str, feed: str) -> dict[tuple[s
 def get_feed(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any] | None:
     out = kubectl(cluster, "get", f"{PLURAL}.{GROUP}", name, "-n", namespace, "-o", "json", "--ignore-not-found")
     return json.loads(out) if out.strip() else None
+
+
+def printer_columns(table: str) -> list[dict[str, str]]:
+    """The rows of a `kubectl get` table by column name, read by the columns' positions in the header, so an empty
+    cell (a column the status does not fill yet) is an empty string instead of shifting the cells after it."""
+    header, *rows = table.splitlines()
+    starts = [(match.start(), match.group()) for match in re.finditer(r"\S+(?: \S+)*", header)]
+    bounds = [
+        (name, start, starts[i + 1][0] if i + 1 < len(starts) else None) for i, (start, name) in enumerate(starts)
+    ]
+    return [{name: row[start:end].strip() for name, start, end in bounds} for row in rows]
 
 
 def apply_feed(cluster: KubeCluster, namespace: str, body: dict[str, Any]) -> None:

@@ -100,6 +100,7 @@ def test_helm_install_then_an_example_feed_yields_its_children(
                 ("CronJob", "binance-spot-tier-cold"),
                 ("CronJob", "binance-spot-tier-warm"),
                 ("Deployment", "binance-spot-collector"),
+                ("Service", "binance-spot-collector"),
             ]
             table = kubectl(kube_cluster, "get", "exchangefeeds", "-n", namespace)
             header, row = table.splitlines()

@@ -25,13 +25,14 @@ from tests.integration.operator_harness import (
     fresh_namespace,
     get_feed,
     kubectl,
+    printer_columns,
     running_operator,
     wait_converged,
     wait_until,
 )
 from tests.pod_security import restricted_violations
 from tickstrata.localstack.kube import KubeCluster
-from tickstrata_operator.children import CHECKSUM_ANNOTATION
+from tickstrata_operator.children import CHECKSUM_ANNOTATION, COLLECTOR_GRPC_PORT
 
 RESTORE_SECS = 60.0
 
@@ -61,6 +62,7 @@ def test_a_feed_gets_exactly_its_children(kube_cluster: KubeCluster, namespace: 
         ("CronJob", "spot-tier-cold"),
         ("CronJob", "spot-tier-warm"),
         ("Deployment", "spot-collector"),
+        ("Service", "spot-collector"),
     ]
     pods = {
         "Deployment/spot-collector": children[("Deployment", "spot-collector")]["spec"]["template"]["spec"],
@@ -76,6 +78,23 @@ def test_a_feed_gets_exactly_its_children(kube_cluster: KubeCluster, namespace: 
     deployment = children[("Deployment", "spot-collector")]
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     assert deployment["spec"]["replicas"] == 1
+    # The BackfillService's Service, as the API server stored it: a cluster IP, the collector's pods selected by the
+    # Deployment's own selector (which its pod template carries), the gRPC port on the container's named port.
+    service = children[("Service", "spot-collector")]["spec"]
+    assert service["type"] == "ClusterIP"
+    assert service["clusterIP"] not in ("", "None")
+    assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert service["selector"]["app.kubernetes.io/instance"] == "spot"
+    (port,) = service["ports"]
+    assert (port["name"], port["protocol"], port["port"], port["targetPort"]) == (
+        "grpc",
+        "TCP",
+        COLLECTOR_GRPC_PORT,
+        "grpc",
+    )
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"name": "grpc", "containerPort": COLLECTOR_GRPC_PORT, "protocol": "TCP"} in container["ports"]
     for child in children.values():
         (owner,) = child["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["name"], owner["uid"]) == ("ExchangeFeed", "spot", feed["metadata"]["uid"])
@@ -85,8 +104,10 @@ def test_a_feed_gets_exactly_its_children(kube_cluster: KubeCluster, namespace: 
     assert status["children"] == {
         "configMap": "spot-collector",
         "deployment": "spot-collector",
+        "service": "spot-collector",
         "cronJobs": ["spot-tier-warm", "spot-tier-cold"],
     }
+    assert status["backfillAddress"] == f"spot-collector.{namespace}.svc:{COLLECTOR_GRPC_PORT}"
     # No kubelet: the Deployment never gets a pod, and the status says so rather than claiming readiness. The
     # reconcile that created the children reports them (Progressing/ChildrenUpdated); the next one, which their
     # watch events trigger, settles on waiting for the collector.
@@ -106,6 +127,9 @@ def test_a_feed_gets_exactly_its_children(kube_cluster: KubeCluster, namespace: 
     header, row = table.splitlines()[:2]
     assert header.split()[:5] == ["NAME", "EXCHANGE", "MARKET", "SYMBOLS", "READY"]
     assert row.split()[:5] == ["spot", "binance", "spot", "BTC-USDT,ETH-USDT", "False"]
+    (wide,) = printer_columns(kubectl(kube_cluster, "get", "exchangefeeds", "spot", "-n", namespace, "-o", "wide"))
+    assert wide["BACKFILL"] == status["backfillAddress"]
+    assert wide["COMPLETENESS"] == ""  # no validator counts in this test's (absent) Redis: empty, not 0%
 
 
 def test_updates_change_exactly_what_they_should(
@@ -180,6 +204,20 @@ def test_a_deleted_or_edited_child_is_restored(
         children_of(kube_cluster, namespace, "drift")[("Deployment", "drift-collector")]["metadata"]["uid"]
         != uid_before
     )
+    # The Service: deleted, it comes back (a new object, owned by the feed); pointed elsewhere, it is put back.
+    service_before = children_of(kube_cluster, namespace, "drift")[("Service", "drift-collector")]
+    kubectl(kube_cluster, "delete", "service", "drift-collector", "-n", namespace)
+    wait_converged(kube_cluster, namespace, "drift", timeout_secs=RESTORE_SECS)
+    service_after = children_of(kube_cluster, namespace, "drift")[("Service", "drift-collector")]
+    assert service_after["metadata"]["uid"] != service_before["metadata"]["uid"]
+    assert service_after["metadata"]["ownerReferences"] == service_before["metadata"]["ownerReferences"]
+    assert service_after["spec"]["selector"] == service_before["spec"]["selector"]
+    _patch(
+        kube_cluster,
+        namespace,
+        "service/drift-collector",
+        {"spec": {"selector": {"app.kubernetes.io/component": "writer"}, "ports": [{"name": "x", "port": 80}]}},
+    )
 
     _patch(kube_cluster, namespace, "cronjob/drift-tier-warm", {"spec": {"schedule": "0 0 1 1 *", "suspend": True}})
     _patch(
@@ -209,6 +247,9 @@ def test_a_deleted_or_edited_child_is_restored(
         for e in restored[("Deployment", "drift-collector")]["spec"]["template"]["spec"]["containers"][0]["env"]
     ]
     assert "HACK" not in env_names
+    restored_service = restored[("Service", "drift-collector")]["spec"]
+    assert restored_service["selector"] == service_before["spec"]["selector"]
+    assert [(p["name"], p["port"]) for p in restored_service["ports"]] == [("grpc", COLLECTOR_GRPC_PORT)]
 
 
 def test_a_child_name_taken_by_a_foreign_object_is_a_permanent_error(
@@ -256,6 +297,9 @@ def _can(kubeconfig: Path, namespace: str, verb: str, resource: str) -> bool:
         ("create", "deployments.apps", True),
         ("delete", "cronjobs.batch", True),
         ("update", "configmaps", True),
+        ("create", "services", True),
+        ("delete", "services", True),
+        ("watch", "services", True),
         ("create", "events", True),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", True),
         ("get", "secrets", False),

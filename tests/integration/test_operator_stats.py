@@ -1,5 +1,6 @@
-"""The status columns from the collectors' totals: a collector stand-in publishes ~300 events/s into the feed's
-statistics hash in a real Redis, and `kubectl get exchangefeeds` shows the rate and the last event's age."""
+"""The status columns from Redis: a collector stand-in publishes ~300 events/s into the feed's statistics hash in a
+real Redis, and `kubectl get exchangefeeds` shows the rate and the last event's age; a validator stand-in writes
+per-symbol bucket counts into the exchange's completeness hash, and the Completeness column shows the feed's share."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from tests.integration.operator_harness import (
     fresh_namespace,
     get_feed,
     kubectl,
+    printer_columns,
     running_operator,
+    wait_converged,
     wait_until,
 )
+from tickstrata.common.completeness import FIELD_UPDATED_NS, FIELD_WINDOW_SECS, BucketCounts, completeness_key
 from tickstrata.common.streams import COLLECTOR_STATS_EVENTS, COLLECTOR_STATS_LAST_RECV_NS, collector_stats_key
 from tickstrata.localstack.kube import KubeCluster
 from tickstrata.localstack.redis import RedisServer
@@ -85,3 +89,72 @@ def test_events_per_second_and_last_event_age(
             assert stopped["lastEventAge"].endswith("s"), stopped
     finally:
         stop.set()
+
+
+YEAR_MINUTES = 525_600
+RESYNC_SECS = 2
+MALFORMED_WARNING = "completeness counts malformed"
+
+
+def _status(kube_cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    return dict((get_feed(kube_cluster, namespace, name) or {}).get("status") or {})
+
+
+def _completeness_is(kube_cluster: KubeCluster, namespace: str, name: str, text: str) -> dict[str, Any] | None:
+    status = _status(kube_cluster, namespace, name)
+    return status if status.get("completeness") == text else None
+
+
+def test_the_completeness_column_fills_from_the_validator_s_counts(
+    kube_cluster: KubeCluster, namespace: str, redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    key = completeness_key("binance")
+    with running_operator(
+        kube_cluster, namespace, tmp_path, stats_redis_url=redis_server.url, resync_interval_secs=str(RESYNC_SECS)
+    ) as operator:
+        apply_feed(kube_cluster, namespace, feed_body("done"))  # binance spot: BTC-USDT, ETH-USDT
+        wait_converged(kube_cluster, namespace, "done")
+        # Counts for other symbols and another exchange only: nothing to say about this feed, so nothing said.
+        redis_client.hset(key, mapping={"SOL-USDT": BucketCounts(missing=5).encode(), FIELD_WINDOW_SECS: "86400"})
+        redis_client.hset(completeness_key("binance-usdm"), "BTC-USDT-PERP", BucketCounts(missing=5).encode())
+        time.sleep(2.5 * RESYNC_SECS)
+        assert "completeness" not in _status(kube_cluster, namespace, "done")
+        (row,) = printer_columns(kubectl(kube_cluster, "get", "exchangefeeds", "done", "-n", namespace))
+        assert row["COMPLETENESS"] == ""
+
+        # A year of two symbols, one minute missing in BTC-USDT; pending minutes are not counted either way.
+        redis_client.hset(
+            key,
+            mapping={
+                "BTC-USDT": BucketCounts(present=YEAR_MINUTES - 3, backfilled=2, missing=1).encode(),
+                "ETH-USDT": BucketCounts(present=YEAR_MINUTES - 7, exchange_empty=7, pending=30).encode(),
+                FIELD_UPDATED_NS: str(time.time_ns()),
+            },
+        )
+        wait_until(
+            lambda: _completeness_is(kube_cluster, namespace, "done", "99.999904%"),
+            "status.completeness 99.999904%",
+            timeout_secs=30,
+        )
+        (row,) = printer_columns(kubectl(kube_cluster, "get", "exchangefeeds", "done", "-n", namespace))
+        assert row["NAME"] == "done"
+        assert row["COMPLETENESS"] == "99.999904%"
+
+        # Malformed counts: the previous value stays, and the operator says so once, not every interval.
+        redis_client.hset(key, "BTC-USDT", "not,counts")
+        wait_until(
+            lambda: MALFORMED_WARNING in operator.log_path.read_text(errors="replace"),
+            "the malformed-counts warning",
+            timeout_secs=30,
+        )
+        time.sleep(2.5 * RESYNC_SECS)
+        assert operator.log_path.read_text(errors="replace").count(MALFORMED_WARNING) == 1
+        assert _status(kube_cluster, namespace, "done")["completeness"] == "99.999904%"
+
+        # Healed: the column follows again.
+        redis_client.hset(key, "BTC-USDT", BucketCounts(present=YEAR_MINUTES).encode())
+        wait_until(
+            lambda: _completeness_is(kube_cluster, namespace, "done", "100.000000%"),
+            "status.completeness 100.000000%",
+            timeout_secs=30,
+        )

@@ -104,7 +104,7 @@ def test_kill_the_operator_10_times_during_50_changes(
             kubectl(
                 kube_cluster,
                 "get",
-                "configmaps,deployments,cronjobs",
+                "configmaps,deployments,services,cronjobs",
                 "-n",
                 storm_namespace,
                 "-l",

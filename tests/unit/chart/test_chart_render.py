@@ -151,9 +151,92 @@ def test_network_policies_deny_by_default(values_file: str) -> None:
     assert "egress" not in deny
     for component in ("writer", "validator", "query", "collector", "tierer", "operator"):
         assert f"rel-tickstrata-{component}" in policies, component
-    # Only the query service takes connections, and only on its gRPC port.
+    # Only the query service (on its gRPC port) and the collectors (from the validator) take connections.
     ingress = {name for name, spec in policies.items() if spec.get("ingress")}
-    assert ingress <= {"rel-tickstrata-query", "rel-tickstrata-redis-ingress", "rel-tickstrata-questdb-ingress"}
+    assert ingress <= {
+        "rel-tickstrata-query",
+        "rel-tickstrata-collector-from-validator",
+        "rel-tickstrata-redis-ingress",
+        "rel-tickstrata-questdb-ingress",
+    }
+
+
+def _selects(selector: dict[str, Any], pod_labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector  # no matchExpressions in this chart: keep the check exact
+    return dict(selector.get("matchLabels") or {}).items() <= pod_labels.items()
+
+
+def _collector_pod_labels() -> dict[str, str]:
+    """The labels the operator gives a collector pod, from its own builder."""
+    from tickstrata_operator.children import desired_children  # noqa: PLC0415
+    from tickstrata_operator.feed import parse_feed  # noqa: PLC0415
+    from tickstrata_operator.settings import OperatorSettings  # noqa: PLC0415
+
+    feed = parse_feed(
+        {
+            "metadata": {"name": "btc", "namespace": "md", "uid": "u"},
+            "spec": {"exchange": "binance", "market": "spot", "symbols": ["BTC-USDT"]},
+        }
+    )
+    deployment = next(c for c in desired_children(feed, OperatorSettings()) if c.kind == "Deployment")
+    return dict(deployment.body["spec"]["template"]["metadata"]["labels"])
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_the_validator_reaches_the_collectors_backfill_port_and_nothing_wider(values_file: str) -> None:
+    from tickstrata_operator.children import COLLECTOR_GRPC_PORT  # noqa: PLC0415
+
+    objects = render(values_file)
+    policies = {obj["metadata"]["name"]: obj["spec"] for obj in objects if obj["kind"] == "NetworkPolicy"}
+    pod_labels = {
+        obj["metadata"]["labels"]["app.kubernetes.io/component"]: obj["spec"]["template"]["metadata"]["labels"]
+        for obj in objects
+        if obj["kind"] == "Deployment"
+    }
+    validator, collector = pod_labels["validator"], _collector_pod_labels()
+    only_port = [{"protocol": "TCP", "port": COLLECTOR_GRPC_PORT}]
+    collector_peer = {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "tickstrata", "app.kubernetes.io/component": "collector"}
+        }
+    }
+    validator_peer = {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "tickstrata", "app.kubernetes.io/component": "validator"}
+        }
+    }
+
+    # Into a collector pod: exactly one rule, from the validator's pods (this namespace), on the gRPC port.
+    ingress_to_collector = [
+        rule
+        for spec in policies.values()
+        if _selects(spec["podSelector"], collector) and "Ingress" in spec["policyTypes"]
+        for rule in spec.get("ingress", [])
+    ]
+    assert ingress_to_collector == [{"from": [validator_peer], "ports": only_port}]
+    assert _selects(validator_peer["podSelector"], validator)
+    assert not any(
+        _selects(validator_peer["podSelector"], labels) for c, labels in pod_labels.items() if c != "validator"
+    )
+
+    # Out of the validator: the gRPC port only towards collector pods; its other rules do not carry that port.
+    egress = [
+        rule
+        for spec in policies.values()
+        if _selects(spec["podSelector"], validator)
+        for rule in spec.get("egress", [])
+    ]
+    to_grpc = [rule for rule in egress if any(p.get("port") == COLLECTOR_GRPC_PORT for p in rule.get("ports", []))]
+    assert to_grpc == [{"to": [collector_peer], "ports": only_port}]
+    assert _selects(collector_peer["podSelector"], collector)
+    assert not any(_selects(collector_peer["podSelector"], labels) for labels in pod_labels.values())
+
+    # No other pod got an egress on that port (the collectors' own egress included).
+    for name, spec in policies.items():
+        if _selects(spec["podSelector"], validator):
+            continue
+        for rule in spec.get("egress", []):
+            assert all(p.get("port") != COLLECTOR_GRPC_PORT for p in rule.get("ports", [])), name
 
 
 def test_operator_rbac_is_least_privilege() -> None:
@@ -169,6 +252,7 @@ def test_operator_rbac_is_least_privilege() -> None:
     assert not any("*" in verbs for verbs in granted.values())
     assert granted[("tickstrata.io", "exchangefeeds")] == {"get", "list", "watch", "patch"}
     assert granted[("apps", "deployments")] == {"get", "list", "watch", "create", "update", "patch", "delete"}
+    assert granted[("", "services")] == {"get", "list", "watch", "create", "update", "patch", "delete"}
     namespaced = render("values.yaml", "operator.watchNamespace=md")
     assert sorted(obj["kind"] for obj in namespaced if obj["kind"] in ("Role", "ClusterRole")) == [
         "ClusterRole",

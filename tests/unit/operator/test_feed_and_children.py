@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tickstrata_operator.children import CHECKSUM_ANNOTATION, FEED_LABEL, desired_children
+from tickstrata_operator.children import (
+    CHECKSUM_ANNOTATION,
+    COLLECTOR_GRPC_PORT,
+    FEED_LABEL,
+    backfill_address,
+    desired_children,
+)
 from tickstrata_operator.feed import InvalidFeedError, parse_feed
 from tickstrata_operator.settings import OperatorSettings
 
@@ -23,17 +29,57 @@ def body(**spec: Any) -> dict[str, Any]:
 
 
 def children(**spec: Any) -> dict[str, dict[str, Any]]:
-    return {child.name: child.body for child in desired_children(parse_feed(body(**spec)), SETTINGS)}
+    """The children by name, ConfigMap and Service left out (they share the Deployment's name `btc-collector`)."""
+    return {
+        child.name: child.body
+        for child in desired_children(parse_feed(body(**spec)), SETTINGS)
+        if child.kind not in ("ConfigMap", "Service")
+    }
 
 
-def test_defaults_give_a_collector_and_two_cron_jobs() -> None:
+def built_service(**spec: Any) -> dict[str, Any]:
+    return next(c.body for c in desired_children(parse_feed(body(**spec)), SETTINGS) if c.kind == "Service")
+
+
+def test_defaults_give_a_collector_its_service_and_two_cron_jobs() -> None:
     kinds = [(child.kind, child.name) for child in desired_children(parse_feed(body()), SETTINGS)]
     assert kinds == [
         ("ConfigMap", "btc-collector"),
         ("Deployment", "btc-collector"),
+        ("Service", "btc-collector"),
         ("CronJob", "btc-tier-warm"),
         ("CronJob", "btc-tier-cold"),
     ]
+
+
+def test_the_service_reaches_the_collector_s_backfill_port_and_nothing_else() -> None:
+    service = built_service()
+    deployment = children()["btc-collector"]
+    spec = service["spec"]
+    assert spec["type"] == "ClusterIP"
+    # The selector picks exactly the collector's pods: it is the Deployment's own selector (the feed's instance
+    # label keeps another feed's collector out), and the pod template carries every label of it.
+    assert spec["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert spec["selector"]["app.kubernetes.io/instance"] == "btc"
+    assert spec["selector"]["app.kubernetes.io/component"] == "collector"
+    assert spec["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    # One port: the container's named gRPC port, which is where the collector's settings put BackfillService.
+    (port,) = spec["ports"]
+    assert port == {"name": "grpc", "protocol": "TCP", "port": COLLECTOR_GRPC_PORT, "targetPort": "grpc"}
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    grpc = next(p for p in container["ports"] if p["name"] == "grpc")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert grpc["containerPort"] == int(env["COLLECTOR_GRPC_PORT"]) == COLLECTOR_GRPC_PORT
+    # Reachable while the WebSocket is down (readiness), which is when backfill matters.
+    assert spec["publishNotReadyAddresses"] is True
+    # Suspending the feed changes nothing here (no pod to select, nothing to write).
+    assert built_service(suspend=True) == service
+
+
+def test_the_backfill_address_is_the_service_s_dns_name() -> None:
+    feed = parse_feed(body())
+    assert backfill_address(feed) == f"btc-collector.md.svc:{COLLECTOR_GRPC_PORT}"
+    assert backfill_address(feed).split(".", 1)[0] == built_service()["metadata"]["name"]
 
 
 def test_the_feed_file_is_what_the_collector_reads() -> None:
@@ -64,7 +110,9 @@ def test_the_feed_file_is_what_the_collector_reads() -> None:
 
 
 def test_every_child_is_labelled_and_owned() -> None:
-    for child in desired_children(parse_feed(body()), SETTINGS):
+    built = desired_children(parse_feed(body()), SETTINGS)
+    assert {child.kind for child in built} == {"ConfigMap", "Deployment", "Service", "CronJob"}
+    for child in built:
         metadata = child.body["metadata"]
         assert metadata["namespace"] == "md"
         assert metadata["labels"][FEED_LABEL] == "btc"
@@ -178,11 +226,13 @@ def test_the_parser_refuses_what_the_crd_refuses_with_the_field(change: dict[str
     assert raised.value.field == field
 
 
-def test_a_long_name_is_refused() -> None:
-    long = copy.deepcopy(body())
-    long["metadata"]["name"] = "x" * 41
+@pytest.mark.parametrize("name", ["x" * 41, "binance.spot", "1inch", "btc-", "BTC"])
+def test_a_name_that_cannot_name_every_child_is_refused(name: str) -> None:
+    """Too long for the CronJobs, or no DNS label (a dot, a leading digit...): no valid Service name."""
+    bad = copy.deepcopy(body())
+    bad["metadata"]["name"] = name
     with pytest.raises(InvalidFeedError, match=r"metadata\.name"):
-        parse_feed(long)
+        parse_feed(bad)
 
 
 @pytest.mark.parametrize(

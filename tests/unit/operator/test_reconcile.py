@@ -84,8 +84,17 @@ def test_first_reconcile_creates_then_a_second_writes_nothing() -> None:
     body = feed()
     kube.objects[("ExchangeFeed", "md", "btc")] = body
     outcome = rec.reconcile(body)
-    assert [w[0] for w in kube.writes if w[0] == "create"] == ["create"] * 4
-    assert len(outcome.changed) == 4
+    assert [w[1] for w in kube.writes if w[0] == "create"] == [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "CronJob",
+        "CronJob",
+    ]
+    assert len(outcome.changed) == 5
+    status = kube.objects[("ExchangeFeed", "md", "btc")]["status"]
+    assert status["backfillAddress"] == "btc-collector.md.svc:50051"
+    assert status["children"]["service"] == "btc-collector"
     kube.writes.clear()
     body["status"] = kube.objects[("ExchangeFeed", "md", "btc")]["status"]
     again = rec.reconcile(body)
@@ -164,3 +173,24 @@ def test_a_predecessor_s_child_the_spec_no_longer_wants_is_deleted_not_left_behi
     assert ("CronJob", "md", "btc-expire-cold") in kube.objects
     rec.reconcile(feed(uid="new"))  # re-created without a cold limit before the garbage collector ran
     assert ("CronJob", "md", "btc-expire-cold") not in kube.objects
+
+
+def test_a_deleted_or_edited_service_is_restored_and_pruned_with_the_rest() -> None:
+    rec, kube = reconciler()
+    rec.reconcile(feed())
+    key = ("Service", "md", "btc-collector")
+    desired = copy.deepcopy(kube.objects[key])
+    del kube.objects[key]
+    assert "Service/btc-collector" in rec.reconcile(feed()).changed
+    assert kube.objects[key] == desired
+    kube.objects[key]["spec"]["selector"] = {"app.kubernetes.io/component": "writer"}  # pointed elsewhere by hand
+    kube.objects[key]["spec"]["clusterIP"] = "10.0.0.7"  # the API server's, not ours
+    kube.writes.clear()
+    rec.reconcile(feed())
+    assert ("patch", "Service", "btc-collector") in kube.writes
+    assert kube.objects[key]["spec"]["selector"] == desired["spec"]["selector"]
+    assert kube.objects[key]["spec"]["clusterIP"] == "10.0.0.7"
+    # A Service of the feed the spec does not ask for (a leftover under another name) is pruned like the others.
+    kube.objects[("Service", "md", "btc-old")] = {**copy.deepcopy(desired), "metadata": {**desired["metadata"]}}
+    kube.objects[("Service", "md", "btc-old")]["metadata"]["name"] = "btc-old"
+    assert "Service/btc-old (deleted)" in rec.reconcile(feed()).changed
