@@ -3,6 +3,7 @@
 #
 #   bash scripts/setup.sh            everything (what `make test` and `make demo` call)
 #   bash scripts/setup.sh python     only the virtual environment
+#   bash scripts/setup.sh chromium   only Debian's chromium (as root; `all` includes it), for the HTML report test
 #   bash scripts/setup.sh bench      ghz, the Go load generator of the GetLatestPrice bench (`make bench` runs it)
 #   bash scripts/setup.sh kube       the Kubernetes test toolchain (scripts/setup_kube.sh; `make test` runs it,
 #                                    `make demo` does not need it)
@@ -156,10 +157,27 @@ setup_buf() {
   echo "$BUF_VERSION" > "$CACHE/buf.stamp"
 }
 
+# ---- Chromium (Debian's package): the headless browser that renders the quality report's HTML in a test ----------
+# System-wide (it pulls fonts and shared libraries); skipped when it is already there.
+setup_chromium() {
+  [ -x /usr/bin/chromium ] && return
+  if [ "$(id -u)" -ne 0 ]; then
+    log "chromium is not installed and this is not root: run 'sudo apt-get install --no-install-recommends chromium'" \
+        "(tests/integration/test_quality_report_browser.py needs it; it skips outside CI without it)"
+    return
+  fi
+  log "installing chromium from Debian packages (headless browser for the quality report test)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+  [ -x /usr/bin/chromium ] || { log "chromium missing after apt-get install"; exit 1; }
+}
+
 main() {
   local what="${1:-all}"
   case "$what" in
     python) setup_python ;;
+    chromium) setup_chromium ;;
     all)
       setup_python
       setup_redis
@@ -167,12 +185,14 @@ main() {
       setup_questdb
       setup_buf
       setup_s3
+      setup_chromium
       log "ready: $("$BIN/redis-server" --version | cut -d' ' -f3), QuestDB $QUESTDB_VERSION on" \
-          "$("$BIN/java" -version 2>&1 | head -n 1), S3 $(cat "$CACHE/versitygw.stamp" 2>/dev/null || echo "s3proxy $S3PROXY_VERSION"), buf $BUF_VERSION"
+          "$("$BIN/java" -version 2>&1 | head -n 1), S3 $(cat "$CACHE/versitygw.stamp" 2>/dev/null || echo "s3proxy $S3PROXY_VERSION"), buf $BUF_VERSION," \
+          "$(/usr/bin/chromium --version 2>/dev/null || echo "no chromium")"
       ;;
     kube) bash "$ROOT/scripts/setup_kube.sh" ;;
     bench) setup_ghz ;;
-    *) log "unknown target '$what' (use: all | python | kube | bench)"; exit 2 ;;
+    *) log "unknown target '$what' (use: all | python | chromium | kube | bench)"; exit 2 ;;
   esac
 }
 
