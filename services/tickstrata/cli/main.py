@@ -31,6 +31,7 @@ ROLES: Final[dict[str, Role]] = {
     "latest": Role("tickstrata.client.latest_cli", "latest price of a symbol per exchange, from the query service"),
     "candles": Role("tickstrata.client.candles_cli", "candles at any interval, as a table, CSV or Parquet"),
     "trades": Role("tickstrata.client.trades_cli", "trades over a time range, as a table, CSV or Parquet"),
+    "quality": Role("tickstrata.client.quality_cli", "completeness per feed, open gaps, violations (--html report)"),
     "up": Role("tickstrata.cli.up", "run the whole pipeline on this machine with local servers"),
 }
 

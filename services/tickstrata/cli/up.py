@@ -42,6 +42,11 @@ class RoleSpec:
     grpc: bool = False
     needs_redis: bool = False
     needs_questdb: bool = False
+    """QuestDB's HTTP endpoint (ILP and /exec)."""
+    needs_questdb_pg: bool = False
+    """QuestDB's PGWire endpoint (SQL reads)."""
+    grpc_port: int | None = None
+    """A gRPC port fixed before start (a collector's, which the validator is told up front); else a free one."""
     instance: str = ""  # several processes of one role (a collector per venue) need distinct names
     env: tuple[tuple[str, str], ...] = ()
 
@@ -54,8 +59,8 @@ class RoleSpec:
 # stands for one collector per venue feed (DEMO_FEEDS).
 ROLE_SPECS: Final = (
     RoleSpec("writer", "WRITER_", needs_redis=True, needs_questdb=True),
-    RoleSpec("validator", "VALIDATOR_", grpc=True, needs_redis=True),
-    RoleSpec("query", "QUERY_", grpc=True, needs_redis=True, needs_questdb=True),
+    RoleSpec("validator", "VALIDATOR_", grpc=True, needs_redis=True, needs_questdb=True),
+    RoleSpec("query", "QUERY_", grpc=True, needs_redis=True, needs_questdb=True, needs_questdb_pg=True),
     RoleSpec("tierer", "TIERER_"),
     RoleSpec("simulate", "SIMULATOR_"),
     RoleSpec("collector", "COLLECTOR_", grpc=True, needs_redis=True),
@@ -73,11 +78,18 @@ def concrete_specs(roles: Sequence[str], *, simulate: bool) -> list[RoleSpec]:
     """The processes to run: the chosen roles, a collector per feed, the simulator's ports fixed up front."""
     spot_port, usdm_port = free_port(), free_port()
     venue_ports = {"binance": spot_port, "binance-usdm": usdm_port}
+    # Collectors start after the validator, which must know where their BackfillService will listen.
+    backfill_ports = {exchange: free_port() for exchange in DEMO_FEEDS} if "collector" in roles else {}
     specs: list[RoleSpec] = []
     for spec in ROLE_SPECS:
         if spec.role not in roles:
             continue
-        if spec.role == "simulate":
+        if spec.role == "validator":
+            addresses = ",".join(f"{exchange}=127.0.0.1:{port}" for exchange, port in backfill_ports.items())
+            # Everything is on loopback (milliseconds from venue to Redis): a short grace judges minutes sooner.
+            validator_env = (("VALIDATOR_BACKFILL_ADDRESSES", addresses), ("VALIDATOR_GRACE_SECS", "5"))
+            specs.append(replace(spec, env=validator_env))
+        elif spec.role == "simulate":
             if simulate:
                 ports = (("SIMULATOR_SPOT_PORT", str(spot_port)), ("SIMULATOR_USDM_PORT", str(usdm_port)))
                 specs.append(replace(spec, env=(*ports, ("SIMULATOR_HOST", "127.0.0.1"))))
@@ -89,7 +101,9 @@ def concrete_specs(roles: Sequence[str], *, simulate: bool) -> list[RoleSpec]:
                         ("COLLECTOR_WS_URL", f"ws://127.0.0.1:{venue_ports[exchange]}"),
                         ("COLLECTOR_REST_URL", f"http://127.0.0.1:{venue_ports[exchange]}"),
                     ]
-                specs.append(replace(spec, instance=f"collector-{exchange}", env=tuple(env)))
+                specs.append(
+                    replace(spec, instance=f"collector-{exchange}", env=tuple(env), grpc_port=backfill_ports[exchange])
+                )
         else:
             specs.append(spec)
     return specs
@@ -140,6 +154,7 @@ def service_env(spec: RoleSpec, *, health_port: int, grpc_port: int | None, endp
         env[f"{spec.env_prefix}REDIS_URL"] = endpoints.redis_url
     if spec.needs_questdb:
         env[f"{spec.env_prefix}QUESTDB_HTTP_URL"] = endpoints.questdb_http_url
+    if spec.needs_questdb_pg:
         env[f"{spec.env_prefix}QUESTDB_PG_DSN"] = endpoints.questdb_pg_dsn
     if spec.role == "tierer":
         env["TIERER_CLICKHOUSE_DSN"] = endpoints.clickhouse_dsn
@@ -150,7 +165,7 @@ def service_env(spec: RoleSpec, *, health_port: int, grpc_port: int | None, endp
 
 def start_service(spec: RoleSpec, *, logs_dir: Path, endpoints: Endpoints) -> RunningService:
     health_port = free_port()
-    grpc_port = free_port() if spec.grpc else None
+    grpc_port = (spec.grpc_port or free_port()) if spec.grpc else None
     env = service_env(spec, health_port=health_port, grpc_port=grpc_port, endpoints=endpoints)
     process = ManagedServer(
         name=spec.name,
@@ -292,6 +307,9 @@ def run(
                 address = f"--address 127.0.0.1:{query.grpc_port}"
                 _say(f"next, while `tickstrata up` runs: `tickstrata latest BTC-USDT {address}`")
                 _say(f"                              `tickstrata candles binance BTC-USDT 1m --from -1h {address}`")
+            validator = next((s for s in services if s.spec.role == "validator"), None)
+            if validator is not None and validator.grpc_port is not None:
+                _say(f"completeness: `tickstrata quality --from -1h --address 127.0.0.1:{validator.grpc_port}`")
             _say(f"stopping: {why}")
             failed = "unexpectedly" in why
         for service in reversed(services):

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import redis
 
+from tickstrata.common.completeness import COMPLETENESS_KEY_PREFIX, BucketCounts, completeness_percent, sum_symbols
 from tickstrata.common.events import Gap, GapKind
 from tickstrata.common.stream_accounting import parse_id
 from tickstrata.common.streams import (
@@ -78,6 +79,8 @@ class Sample:
     """Gap events of kind `stream_loss` per (exchange, data type) on the gap stream."""
     redis_memory: RedisMemory | None = None
     """None when Redis did not answer INFO."""
+    completeness: Mapping[str, BucketCounts] = field(default_factory=dict)
+    """The validator's bucket counts per exchange over its rolling window (absent before it has counted any)."""
 
 
 def _rate(current: FeedSample, previous: FeedSample | None, secs: float) -> float | None:
@@ -176,9 +179,22 @@ def render(current: Sample, previous: Sample | None) -> list[str]:
     lines += [
         f"stored in QuestDB: {stored}",
         f"gaps: {gaps}; quarantined: {current.quarantined:,}",
+        _completeness_line(current.completeness),
         _memory_line(current.redis_memory),
     ]
     return lines
+
+
+def _completeness_line(by_exchange: Mapping[str, BucketCounts]) -> str:
+    by_exchange = {exchange: counts for exchange, counts in by_exchange.items() if counts.total}
+    if not by_exchange:
+        return "completeness: not counted yet (the validator judges each minute once it has ended)"
+    parts = [
+        f"{exchange} {completeness_percent(c)}% ({c.present:,} present, {c.backfilled:,} backfilled, "
+        f"{c.exchange_empty:,} empty, {c.missing:,} missing, {c.pending:,} pending)"
+        for exchange, c in sorted(by_exchange.items())
+    ]
+    return "completeness: " + "; ".join(parts)
 
 
 @dataclass
@@ -266,6 +282,20 @@ class Sampler:
                         self._losses[feed] = self._losses.get(feed, 0) + 1
         return dict(self._gaps)
 
+    def _completeness(self) -> dict[str, BucketCounts]:
+        found: dict[str, BucketCounts] = {}
+        for raw in self.client.scan_iter(match=f"{COMPLETENESS_KEY_PREFIX}*", _type="hash"):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            fields: Any = self.client.hgetall(key)
+            symbols = [k for k in fields if not (k.decode() if isinstance(k, bytes) else k).startswith("_")]
+            try:
+                counts = sum_symbols(fields, [s.decode() if isinstance(s, bytes) else s for s in symbols])
+            except ValueError:
+                continue  # one writer, so a bad value is a bug; the view must not die of it
+            if counts is not None:
+                found[key.removeprefix(COMPLETENESS_KEY_PREFIX)] = counts
+        return found
+
     def stored_rows(self) -> dict[str, int | None]:
         counts: dict[str, int | None] = {}
         for table in STORED_TABLES:
@@ -303,6 +333,7 @@ class Sampler:
             stored_rows=self.stored_rows(),
             stream_losses=dict(self._losses),
             redis_memory=self._memory(),
+            completeness=self._completeness(),
         )
 
 

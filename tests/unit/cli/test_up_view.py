@@ -3,9 +3,11 @@ computed from samples, no servers."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from tickstrata.cli.up_view import FeedSample, GroupLag, LiveView, RedisMemory, Sample, render
+from tickstrata.common.completeness import BucketCounts
 
 T0_NS = 1_767_225_600_000_000_000
 T0_MS = T0_NS // 1_000_000
@@ -167,3 +169,23 @@ def test_the_view_fits_100_columns_with_large_figures() -> None:
     lines = render(current, previous)
     table = [line for line in lines if not line.startswith(("stored", "gaps", "redis"))]
     assert max(len(line) for line in table) <= 100, "\n".join(table)
+
+
+def test_completeness_per_exchange_is_shown_with_its_counts_and_before_any_count_says_so() -> None:
+    before = render(_sample(0, 0), None)
+    assert any(line.startswith("completeness: not counted yet") for line in before)
+    # Tracked, but no whole minute since the first event yet: nothing to show, not "100%" of nothing.
+    started = render(replace(_sample(0, 0), completeness={"binance": BucketCounts()}), None)
+    assert any(line.startswith("completeness: not counted yet") for line in started)
+    counted = replace(
+        _sample(0, 0),
+        completeness={
+            "binance-usdm": BucketCounts(present=10),
+            "binance": BucketCounts(present=8, backfilled=1, exchange_empty=1, missing=1, pending=4),
+        },
+    )
+    [line] = [line for line in render(counted, None) if line.startswith("completeness:")]
+    assert line == (
+        "completeness: binance 90.909090% (8 present, 1 backfilled, 1 empty, 1 missing, 4 pending); "
+        "binance-usdm 100.000000% (10 present, 0 backfilled, 0 empty, 0 missing, 0 pending)"
+    )

@@ -91,6 +91,12 @@ class _GapKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GapKind.Value
     """The collector process restarted."""
     GAP_KIND_SCAN: _GapKind.ValueType  # 7
     """The validator's scan of the hot tier found buckets without data that no collector reported."""
+    GAP_KIND_STREAM_LOSS: _GapKind.ValueType  # 8
+    """Stream entries were deleted before every consumer group had read them (a forced trim, an entry gone while
+    pending).
+    """
+    GAP_KIND_BACKPRESSURE: _GapKind.ValueType  # 9
+    """The collector dropped events it could not publish (a full queue or a full Redis)."""
 
 class GapKind(_GapKind, metaclass=_GapKindEnumTypeWrapper):
     """The kind of event that opened a gap. The collector's gap events carry the same kinds by name
@@ -113,6 +119,12 @@ GAP_KIND_RESTART: GapKind.ValueType  # 6
 """The collector process restarted."""
 GAP_KIND_SCAN: GapKind.ValueType  # 7
 """The validator's scan of the hot tier found buckets without data that no collector reported."""
+GAP_KIND_STREAM_LOSS: GapKind.ValueType  # 8
+"""Stream entries were deleted before every consumer group had read them (a forced trim, an entry gone while
+pending).
+"""
+GAP_KIND_BACKPRESSURE: GapKind.ValueType  # 9
+"""The collector dropped events it could not publish (a full queue or a full Redis)."""
 Global___GapKind: _TypeAlias = GapKind  # noqa: Y015
 
 class _GapState:
@@ -163,6 +175,16 @@ class _ViolationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Violati
     """No data arrived for longer than the feed's staleness threshold while the venue was trading."""
     VIOLATION_KIND_PRICE_DEVIATION: _ViolationKind.ValueType  # 4
     """The price on one venue deviated from the other venues' by more than the configured threshold."""
+    VIOLATION_KIND_CANDLE_REVISION: _ViolationKind.ValueType  # 5
+    """A candle already recorded was written again with different values (e.g. the venue's REST candle replaced
+    one built from trades); detail names every changed field, old and new.
+    """
+    VIOLATION_KIND_NON_MONOTONIC_TIME: _ViolationKind.ValueType  # 6
+    """An event is older than one already seen in the same series (per exchange, symbol and data type)."""
+    VIOLATION_KIND_DUPLICATE: _ViolationKind.ValueType  # 7
+    """The same event (trade id, candle open time with identical values) arrived twice."""
+    VIOLATION_KIND_TRADE_ID_GAP: _ViolationKind.ValueType  # 8
+    """Trade ids skipped values on a venue whose trade ids are sequential."""
 
 class ViolationKind(_ViolationKind, metaclass=_ViolationKindEnumTypeWrapper):
     """The kind of a failed data-quality check."""
@@ -177,6 +199,16 @@ VIOLATION_KIND_STALE: ViolationKind.ValueType  # 3
 """No data arrived for longer than the feed's staleness threshold while the venue was trading."""
 VIOLATION_KIND_PRICE_DEVIATION: ViolationKind.ValueType  # 4
 """The price on one venue deviated from the other venues' by more than the configured threshold."""
+VIOLATION_KIND_CANDLE_REVISION: ViolationKind.ValueType  # 5
+"""A candle already recorded was written again with different values (e.g. the venue's REST candle replaced
+one built from trades); detail names every changed field, old and new.
+"""
+VIOLATION_KIND_NON_MONOTONIC_TIME: ViolationKind.ValueType  # 6
+"""An event is older than one already seen in the same series (per exchange, symbol and data type)."""
+VIOLATION_KIND_DUPLICATE: ViolationKind.ValueType  # 7
+"""The same event (trade id, candle open time with identical values) arrived twice."""
+VIOLATION_KIND_TRADE_ID_GAP: ViolationKind.ValueType  # 8
+"""Trade ids skipped values on a venue whose trade ids are sequential."""
 Global___ViolationKind: _TypeAlias = ViolationKind  # noqa: Y015
 
 @_typing.final
@@ -569,3 +601,227 @@ class ListViolationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListViolationsResponse: _TypeAlias = ListViolationsResponse  # noqa: Y015
+
+@_typing.final
+class GetFeedCompletenessRequest(_message.Message):
+    """Asks for the completeness of every tracked exchange (or some) over [start_ns, end_ns)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCHANGES_FIELD_NUMBER: _builtins.int
+    START_NS_FIELD_NUMBER: _builtins.int
+    END_NS_FIELD_NUMBER: _builtins.int
+    start_ns: _builtins.int
+    """Window start, ns since the epoch, inclusive; rounded down to a whole minute. 0 means 24 hours before end."""
+    end_ns: _builtins.int
+    """Window end, ns since the epoch, exclusive; rounded up to a whole minute. 0 means now."""
+    @_builtins.property
+    def exchanges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these exchanges; empty means every exchange the validator tracks."""
+
+    def __init__(
+        self,
+        *,
+        exchanges: _abc.Iterable[_builtins.str] | None = ...,
+        start_ns: _builtins.int = ...,
+        end_ns: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_ns", b"end_ns", "exchanges", b"exchanges", "start_ns", b"start_ns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFeedCompletenessRequest: _TypeAlias = GetFeedCompletenessRequest  # noqa: Y015
+
+@_typing.final
+class FeedCompleteness(_message.Message):
+    """The completeness of one exchange: every symbol the validator tracks on it, summed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCHANGE_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    COMPLETENESS_PERCENT_FIELD_NUMBER: _builtins.int
+    WATERMARK_NS_FIELD_NUMBER: _builtins.int
+    OPEN_GAPS_FIELD_NUMBER: _builtins.int
+    exchange: _builtins.str
+    """Exchange id, lower case."""
+    completeness_percent: _builtins.str
+    """As GetCompletenessResponse.completeness_percent."""
+    watermark_ns: _builtins.int
+    """Every bucket of this exchange before this time, ns, has been classified."""
+    open_gaps: _builtins.int
+    """Gaps of this exchange not yet RESOLVED or UNRECOVERABLE."""
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Symbols counted, sorted."""
+
+    @_builtins.property
+    def counts(self) -> Global___BucketCounts:
+        """Bucket counts by state, summed over the symbols."""
+
+    def __init__(
+        self,
+        *,
+        exchange: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        counts: Global___BucketCounts | None = ...,
+        completeness_percent: _builtins.str = ...,
+        watermark_ns: _builtins.int = ...,
+        open_gaps: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completeness_percent", b"completeness_percent", "counts", b"counts", "exchange", b"exchange", "open_gaps", b"open_gaps", "symbols", b"symbols", "watermark_ns", b"watermark_ns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedCompleteness: _TypeAlias = FeedCompleteness  # noqa: Y015
+
+@_typing.final
+class GetFeedCompletenessResponse(_message.Message):
+    """Completeness per exchange, ordered by exchange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_NS_FIELD_NUMBER: _builtins.int
+    END_NS_FIELD_NUMBER: _builtins.int
+    FEEDS_FIELD_NUMBER: _builtins.int
+    start_ns: _builtins.int
+    """Start of the window actually counted (whole minute), ns."""
+    end_ns: _builtins.int
+    """End of the window actually counted (whole minute), ns."""
+    @_builtins.property
+    def feeds(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeedCompleteness]:
+        """One entry per exchange."""
+
+    def __init__(
+        self,
+        *,
+        start_ns: _builtins.int = ...,
+        end_ns: _builtins.int = ...,
+        feeds: _abc.Iterable[Global___FeedCompleteness] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_ns", b"end_ns", "feeds", b"feeds", "start_ns", b"start_ns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFeedCompletenessResponse: _TypeAlias = GetFeedCompletenessResponse  # noqa: Y015
+
+@_typing.final
+class ListBucketsRequest(_message.Message):
+    """Asks for bucket states over [start_ns, end_ns), whole UTC hours."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCHANGE_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    START_NS_FIELD_NUMBER: _builtins.int
+    END_NS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    exchange: _builtins.str
+    """Only this exchange; empty means all exchanges."""
+    start_ns: _builtins.int
+    """Window start, ns since the epoch, inclusive; rounded down to a whole hour."""
+    end_ns: _builtins.int
+    """Window end, ns since the epoch, exclusive; rounded up to a whole hour. 0 means now. At most 31 days after
+    start_ns.
+    """
+    page_size: _builtins.int
+    """Maximum rows per page; 0 lets the server choose (500), values above 5000 are treated as 5000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these symbols; empty means all."""
+
+    def __init__(
+        self,
+        *,
+        exchange: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        start_ns: _builtins.int = ...,
+        end_ns: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_ns", b"end_ns", "exchange", b"exchange", "page_size", b"page_size", "page_token", b"page_token", "start_ns", b"start_ns", "symbols", b"symbols"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBucketsRequest: _TypeAlias = ListBucketsRequest  # noqa: Y015
+
+@_typing.final
+class HourBuckets(_message.Message):
+    """The 60 buckets of one instrument in one UTC hour."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCHANGE_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    HOUR_START_NS_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    exchange: _builtins.str
+    """Exchange id, lower case."""
+    symbol: _builtins.str
+    """Normalized symbol."""
+    hour_start_ns: _builtins.int
+    """Start of the hour, ns since the epoch."""
+    states: _builtins.bytes
+    """One byte per minute of the hour (60 bytes, minute 0 first): the BucketState number of that bucket."""
+    @_builtins.property
+    def counts(self) -> Global___BucketCounts:
+        """Bucket counts by state over the hour."""
+
+    def __init__(
+        self,
+        *,
+        exchange: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        hour_start_ns: _builtins.int = ...,
+        counts: Global___BucketCounts | None = ...,
+        states: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "exchange", b"exchange", "hour_start_ns", b"hour_start_ns", "states", b"states", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HourBuckets: _TypeAlias = HourBuckets  # noqa: Y015
+
+@_typing.final
+class ListBucketsResponse(_message.Message):
+    """One page of hour rows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last page."""
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___HourBuckets]:
+        """Rows ordered by (exchange, symbol, hour_start_ns)."""
+
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___HourBuckets] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBucketsResponse: _TypeAlias = ListBucketsResponse  # noqa: Y015

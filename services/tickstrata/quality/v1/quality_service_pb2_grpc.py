@@ -50,6 +50,16 @@ class QualityServiceStub:
                 request_serializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListViolationsRequest.SerializeToString,
                 response_deserializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListViolationsResponse.FromString,
                 _registered_method=True)
+        self.GetFeedCompleteness = channel.unary_unary(
+                '/tickstrata.quality.v1.QualityService/GetFeedCompleteness',
+                request_serializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.GetFeedCompletenessRequest.SerializeToString,
+                response_deserializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.GetFeedCompletenessResponse.FromString,
+                _registered_method=True)
+        self.ListBuckets = channel.unary_unary(
+                '/tickstrata.quality.v1.QualityService/ListBuckets',
+                request_serializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListBucketsRequest.SerializeToString,
+                response_deserializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListBucketsResponse.FromString,
+                _registered_method=True)
 
 
 class QualityServiceServicer:
@@ -77,6 +87,20 @@ class QualityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFeedCompleteness(self, request, context):
+        """Completeness per exchange (every tracked symbol summed) over a window: the figure a feed's status shows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBuckets(self, request, context):
+        """The state of every bucket, one row per symbol and UTC hour, for the completeness heatmap; one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QualityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +118,16 @@ def add_QualityServiceServicer_to_server(servicer, server):
                     servicer.ListViolations,
                     request_deserializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListViolationsRequest.FromString,
                     response_serializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListViolationsResponse.SerializeToString,
+            ),
+            'GetFeedCompleteness': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFeedCompleteness,
+                    request_deserializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.GetFeedCompletenessRequest.FromString,
+                    response_serializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.GetFeedCompletenessResponse.SerializeToString,
+            ),
+            'ListBuckets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBuckets,
+                    request_deserializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListBucketsRequest.FromString,
+                    response_serializer=tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListBucketsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +212,60 @@ class QualityService:
             '/tickstrata.quality.v1.QualityService/ListViolations',
             tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListViolationsRequest.SerializeToString,
             tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListViolationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFeedCompleteness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tickstrata.quality.v1.QualityService/GetFeedCompleteness',
+            tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.GetFeedCompletenessRequest.SerializeToString,
+            tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.GetFeedCompletenessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBuckets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tickstrata.quality.v1.QualityService/ListBuckets',
+            tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListBucketsRequest.SerializeToString,
+            tickstrata_dot_quality_dot_v1_dot_quality__service__pb2.ListBucketsResponse.FromString,
             options,
             channel_credentials,
             insecure,

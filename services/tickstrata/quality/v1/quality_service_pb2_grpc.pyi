@@ -52,6 +52,10 @@ class QualityServiceStub:
     """Gaps overlapping a window, oldest first, one page at a time."""
     ListViolations: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.ListViolationsRequest, _quality_service_pb2.ListViolationsResponse]
     """Violations detected in a window, oldest first, one page at a time."""
+    GetFeedCompleteness: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.GetFeedCompletenessRequest, _quality_service_pb2.GetFeedCompletenessResponse]
+    """Completeness per exchange (every tracked symbol summed) over a window: the figure a feed's status shows."""
+    ListBuckets: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.ListBucketsRequest, _quality_service_pb2.ListBucketsResponse]
+    """The state of every bucket, one row per symbol and UTC hour, for the completeness heatmap; one page at a time."""
 
 @_typing.type_check_only
 class QualityServiceAsyncStub(QualityServiceStub):
@@ -64,6 +68,10 @@ class QualityServiceAsyncStub(QualityServiceStub):
     """Gaps overlapping a window, oldest first, one page at a time."""
     ListViolations: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.ListViolationsRequest, _quality_service_pb2.ListViolationsResponse]  # type: ignore[assignment]
     """Violations detected in a window, oldest first, one page at a time."""
+    GetFeedCompleteness: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.GetFeedCompletenessRequest, _quality_service_pb2.GetFeedCompletenessResponse]  # type: ignore[assignment]
+    """Completeness per exchange (every tracked symbol summed) over a window: the figure a feed's status shows."""
+    ListBuckets: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.ListBucketsRequest, _quality_service_pb2.ListBucketsResponse]  # type: ignore[assignment]
+    """The state of every bucket, one row per symbol and UTC hour, for the completeness heatmap; one page at a time."""
 
 class QualityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Completeness, gaps and data-quality violations."""
@@ -91,5 +99,21 @@ class QualityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_quality_service_pb2.ListViolationsResponse, _abc.Awaitable[_quality_service_pb2.ListViolationsResponse]]:
         """Violations detected in a window, oldest first, one page at a time."""
+
+    @_abc_1.abstractmethod
+    def GetFeedCompleteness(
+        self,
+        request: _quality_service_pb2.GetFeedCompletenessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_service_pb2.GetFeedCompletenessResponse, _abc.Awaitable[_quality_service_pb2.GetFeedCompletenessResponse]]:
+        """Completeness per exchange (every tracked symbol summed) over a window: the figure a feed's status shows."""
+
+    @_abc_1.abstractmethod
+    def ListBuckets(
+        self,
+        request: _quality_service_pb2.ListBucketsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_service_pb2.ListBucketsResponse, _abc.Awaitable[_quality_service_pb2.ListBucketsResponse]]:
+        """The state of every bucket, one row per symbol and UTC hour, for the completeness heatmap; one page at a time."""
 
 def add_QualityServiceServicer_to_server(servicer: QualityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

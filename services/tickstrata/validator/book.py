@@ -1,0 +1,270 @@
+"""Every instrument's ledger, the watermark, and what to persist and to backfill next. Pure, clocked from outside.
+
+The validator's consumer feeds observations in (`observe_*`); `flush_rows` returns the bucket rows whose state or
+record changed (what the store writes before the stream entries are acknowledged); `plan_backfills` returns the
+windows whose minutes are missing and not being fetched, per data type (what the backfill driver asks the
+collectors for). Gaps reported on `qa:gaps` mark minutes as suspect; minutes without data that nobody reported
+become scan gaps when they are planned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from tickstrata.common.completeness import BucketCounts, BucketState
+from tickstrata.common.events import Candle, DataType, Gap, Trade
+from tickstrata.validator.gaps import GapBook, GapRecord, GapState, record_of, scan_record
+from tickstrata.validator.ledger import (
+    FINAL_STATES,
+    MINUTE_NS,
+    PROVEN_TYPES,
+    BucketRecord,
+    Finding,
+    Revision,
+    SymbolLedger,
+    classify,
+    minute_of,
+    minutes_touching,
+)
+
+InstrumentKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRow:
+    """One bucket as persisted (``quality_buckets``)."""
+
+    exchange: str
+    symbol: str
+    minute_start_ns: int
+    state: BucketState
+    record: BucketRecord
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillAsk:
+    """Whole minutes ``[start_ns, end_ns)`` of one instrument and data type to fetch from the venue."""
+
+    exchange: str
+    symbol: str
+    data_type: DataType
+    start_ns: int
+    end_ns: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.exchange}/{self.symbol}/{self.data_type}/{self.start_ns}-{self.end_ns}"
+
+
+@dataclass(frozen=True, slots=True)
+class BookConfig:
+    grace_ns: int = 30_000_000_000
+    """How long after a minute ends its data may still arrive (closed candles come a little after the minute)."""
+    max_ask_minutes: int = 360
+    """The longest window one backfill asks for (smaller asks share the venue's weight budget fairly)."""
+
+
+MAX_FLUSH_MINUTES: Final = 7 * 24 * 60
+
+
+class LedgerBook:
+    def __init__(self, config: BookConfig | None = None) -> None:
+        self.config = config or BookConfig()
+        self.ledgers: dict[InstrumentKey, SymbolLedger] = {}
+        self.gaps = GapBook()
+        self.caught_up_ns = 0
+        """The last time the consumer had read everything the streams held: nothing older is still unread."""
+        self._persisted: dict[InstrumentKey, dict[int, BucketState]] = {}
+        self._checked_through: dict[InstrumentKey, int] = {}
+        """Per instrument: every minute before this is final and its final state persisted."""
+
+    # ---- instruments -----------------------------------------------------------------------------------------
+
+    def ledger(self, exchange: str, symbol: str, first_seen_ns: int) -> SymbolLedger:
+        key = (exchange, symbol)
+        book = self.ledgers.get(key)
+        if book is None:
+            # The first minute is judged from the next whole one: the minute of the first observation was
+            # partly before anything was watched.
+            first = minute_of(first_seen_ns) + MINUTE_NS
+            book = self.ledgers[key] = SymbolLedger(exchange, symbol, first)
+            self._persisted[key] = {}
+            self._checked_through[key] = first
+            # A feed-wide gap read before this symbol's first event (the gap stream has its own consumer) still
+            # covers it.
+            for gap in self.gaps.feed_wide(exchange):
+                book.observe_gap(gap.data_type, gap.start_ns, gap.end_ns)
+        return book
+
+    def restore(self, exchange: str, symbol: str, first_minute_ns: int) -> SymbolLedger:
+        """Re-create an instrument's ledger from the store at start-up (rows are restored by the caller)."""
+        key = (exchange, symbol)
+        book = self.ledgers[key] = SymbolLedger(exchange, symbol, first_minute_ns)
+        self._persisted[key] = {}
+        self._checked_through[key] = first_minute_ns
+        return book
+
+    def mark_persisted(self, exchange: str, symbol: str, minute_start_ns: int, state: BucketState) -> None:
+        self._persisted[(exchange, symbol)][minute_start_ns] = state
+
+    def symbols(self, exchange: str) -> list[str]:
+        return sorted(symbol for ex, symbol in self.ledgers if ex == exchange)
+
+    def exchanges(self) -> list[str]:
+        return sorted({exchange for exchange, _ in self.ledgers})
+
+    # ---- observations ---------------------------------------------------------------------------------------
+
+    def observe_trade(self, trade: Trade) -> None:
+        self.ledger(trade.exchange, trade.symbol, trade.ts_event_ns).observe_trade(
+            trade.ts_event_ns, backfilled=trade.backfilled
+        )
+
+    def observe_candle(self, candle: Candle) -> Revision | None:
+        return self.ledger(candle.exchange, candle.symbol, candle.open_time_ns).observe_candle(candle)
+
+    def observe_gap(self, gap: Gap, now_ns: int) -> GapRecord | None:
+        """Record a reported gap; returns it when new. Feed-wide gaps touch every symbol of the exchange."""
+        record = record_of(gap, now_ns)
+        if not self.gaps.add(record):
+            return None
+        if gap.symbol is not None:
+            self.ledger(gap.exchange, gap.symbol, gap.start_ns)
+        for key, book in self.ledgers.items():
+            if key[0] == gap.exchange and record.covers(key[1]):
+                touched = book.observe_gap(gap.data_type, gap.start_ns, gap.end_ns)
+                if touched:  # minutes already settled are judged again
+                    self._checked_through[key] = min(self._checked_through[key], touched[0])
+        return record
+
+    def give_up(self, ask: BackfillAsk) -> None:
+        """The venue cannot supply ``ask`` (beyond its history): its minutes stay missing, and are not asked again."""
+        book = self.ledgers[(ask.exchange, ask.symbol)]
+        book.observe_settled(ask.data_type, ask.start_ns, ask.end_ns)
+        for minute in book.minutes(ask.start_ns, ask.end_ns):
+            book.record(minute).given_up = True
+            book.dirty.add(minute)
+
+    # ---- the watermark and the states -----------------------------------------------------------------------
+
+    def watermark_ns(self, now_ns: int) -> int:
+        """Minutes ending at or before this are judged; later ones are pending."""
+        return min(now_ns - self.config.grace_ns, self.caught_up_ns - self.config.grace_ns)
+
+    def states(
+        self, exchange: str, symbol: str, start_ns: int, end_ns: int, now_ns: int
+    ) -> Iterator[tuple[int, BucketState]]:
+        book = self.ledgers.get((exchange, symbol))
+        if book is None:
+            return iter(())
+        return book.states(start_ns, end_ns, self.watermark_ns(now_ns))
+
+    def counts(self, exchange: str, symbol: str, start_ns: int, end_ns: int, now_ns: int) -> BucketCounts:
+        return BucketCounts.of(state for _, state in self.states(exchange, symbol, start_ns, end_ns, now_ns))
+
+    # ---- persistence ----------------------------------------------------------------------------------------
+
+    def flush_rows(self, now_ns: int) -> list[BucketRow]:
+        """Rows whose record or state changed since the last flush (the caller persists them, then they count)."""
+        watermark = self.watermark_ns(now_ns)
+        rows: list[BucketRow] = []
+        for key, book in self.ledgers.items():
+            persisted = self._persisted[key]
+            dirty = {minute for minute, _ in book.take_dirty()}
+            start = self._checked_through[key]
+            end = min(minute_of(watermark), start + MAX_FLUSH_MINUTES * MINUTE_NS)  # minutes ended by the watermark
+            settled_prefix = True
+            for minute in sorted(dirty.union(range(start, max(start, end), MINUTE_NS))):
+                record = book.record(minute)
+                state = classify(record, minute, watermark)
+                if minute >= start and settled_prefix:
+                    # The pointer passes final minutes and those the venue cannot supply (kept missing).
+                    settled_prefix = state in FINAL_STATES or (state is BucketState.MISSING and record.given_up)
+                    if settled_prefix:
+                        self._checked_through[key] = minute + MINUTE_NS
+                if persisted.get(minute) is not state or minute in dirty:
+                    rows.append(BucketRow(key[0], key[1], minute, state, record))
+                    persisted[minute] = state
+        self._resolve_gaps(now_ns)
+        return rows
+
+    def forget_before(self, minute_start_ns: int) -> None:
+        """Drop what is persisted and settled before ``minute_start_ns`` (the in-memory horizon)."""
+        for key, book in self.ledgers.items():
+            horizon = min(minute_start_ns, self._checked_through[key])
+            if horizon > book.first_minute_ns and not book.dirty:
+                book.forget_before(horizon)
+                persisted = self._persisted[key]
+                for minute in [m for m in persisted if m < horizon]:
+                    del persisted[minute]
+        self.gaps.forget_closed_before(minute_start_ns)
+
+    def _resolve_gaps(self, now_ns: int) -> None:
+        watermark = self.watermark_ns(now_ns)
+        for gap in list(self.gaps.open_gaps()):
+            final = fetching = given_up = 0
+            total = 0
+            for (exchange, symbol), book in self.ledgers.items():
+                if exchange != gap.exchange or not gap.covers(symbol):
+                    continue
+                for minute in minutes_touching(max(gap.start_ns, book.first_minute_ns), gap.end_ns):
+                    record = book.record(minute)
+                    state = classify(record, minute, watermark)
+                    total += 1
+                    final += state in FINAL_STATES
+                    fetching += bool(record.in_flight)
+                    given_up += state is BucketState.MISSING and record.given_up
+            if total and final == total:
+                self.gaps.update(gap.gap_id, state=GapState.RESOLVED, now_ns=now_ns)
+            elif total and final + given_up == total:
+                self.gaps.update(gap.gap_id, state=GapState.UNRECOVERABLE, now_ns=now_ns)
+            elif fetching and gap.state is GapState.OPEN:
+                self.gaps.update(gap.gap_id, state=GapState.BACKFILLING, now_ns=now_ns)
+
+    # ---- backfill planning -----------------------------------------------------------------------------------
+
+    def plan_backfills(self, now_ns: int, *, busy: set[str]) -> list[BackfillAsk]:
+        """Windows of missing minutes to fetch, per data type; `busy` holds the keys of asks still running."""
+        watermark = self.watermark_ns(now_ns)
+        asks: list[BackfillAsk] = []
+        for (exchange, symbol), book in self.ledgers.items():
+            runs: dict[DataType, list[int]] = {data_type: [] for data_type in PROVEN_TYPES}
+            start = self._checked_through[(exchange, symbol)]
+            for minute in range(start, minute_of(watermark) + MINUTE_NS, MINUTE_NS):
+                record = book.record(minute)
+                if classify(record, minute, watermark) is not BucketState.MISSING:
+                    continue
+                for data_type in record.needs_proof():
+                    finding = record.finding(data_type)
+                    arrived = finding is not Finding.DATA or record.backfilled_rows(data_type) > 0
+                    wanted = finding is Finding.NONE or not arrived
+                    if data_type not in record.in_flight and not record.given_up and wanted:
+                        runs[data_type].append(minute)
+            for data_type, minutes in runs.items():
+                for first, last in _runs(minutes, self.config.max_ask_minutes):
+                    ask = BackfillAsk(exchange, symbol, data_type, first, last + MINUTE_NS)
+                    if ask.key in busy:
+                        continue
+                    asks.append(ask)
+                    if not any(book.record(m).suspect for m in range(first, last + MINUTE_NS, MINUTE_NS)):
+                        scan = scan_record(
+                            exchange, symbol, data_type, start_ns=first, end_ns=last + MINUTE_NS, ts_detected_ns=now_ns
+                        )
+                        self.gaps.add(scan)
+        return asks
+
+
+def _runs(minutes: list[int], max_minutes: int) -> Iterator[tuple[int, int]]:
+    """Contiguous runs of sorted minute starts, each at most `max_minutes` long: (first, last) inclusive."""
+    if not minutes:
+        return
+    first = last = minutes[0]
+    for minute in minutes[1:]:
+        if minute == last + MINUTE_NS and (minute - first) // MINUTE_NS < max_minutes:
+            last = minute
+            continue
+        yield first, last
+        first = last = minute
+    yield first, last
