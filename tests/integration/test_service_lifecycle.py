@@ -25,7 +25,6 @@ from tickstrata.localstack.process import free_port
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_service_pb2, market_data_service_pb2_grpc
-from tickstrata.quality.v1 import quality_service_pb2, quality_service_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -207,9 +206,6 @@ def call_unimplemented(role: str, channel: grpc.Channel) -> list[grpc.RpcError]:
     if role == "query":
         market = market_data_service_pb2_grpc.MarketDataServiceStub(channel)
         calls = [lambda: list(market.Replay(market_data_service_pb2.ReplayRequest(), timeout=5))]
-    elif role == "validator":
-        quality = quality_service_pb2_grpc.QualityServiceStub(channel)
-        calls = [lambda: quality.ListGaps(quality_service_pb2.ListGapsRequest(), timeout=5)]
     for call in calls:
         with pytest.raises(grpc.RpcError) as caught:
             call()  # type: ignore[operator]
@@ -217,7 +213,7 @@ def call_unimplemented(role: str, channel: grpc.Channel) -> list[grpc.RpcError]:
     return errors
 
 
-@pytest.mark.parametrize(("role", "rpcs"), [("query", 1), ("validator", 1)])
+@pytest.mark.parametrize(("role", "rpcs"), [("query", 1)])
 def test_skeleton_rpcs_answer_unimplemented_naming_the_rpc(
     role: str, rpcs: int, role_env: Callable[[RoleSpec], dict[str, str]], started: list[ServiceProcess]
 ) -> None:

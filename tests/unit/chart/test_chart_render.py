@@ -118,6 +118,11 @@ def test_components_are_wired(values_file: str) -> None:
         obj for obj in objects if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "rel-tickstrata-writer"
     )
     assert set(config["data"]) >= {"WRITER_REDIS_URL", "WRITER_QUESTDB_HTTP_URL", "WRITER_HEALTH_PORT"}
+    validator = next(
+        obj for obj in objects if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "rel-tickstrata-validator"
+    )
+    # The validator keeps its ledger in QuestDB: without the address its readiness never comes.
+    assert set(validator["data"]) >= {"VALIDATOR_REDIS_URL", "VALIDATOR_QUESTDB_HTTP_URL", "VALIDATOR_GRPC_PORT"}
     dashboards = [
         obj
         for obj in objects
