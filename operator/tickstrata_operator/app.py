@@ -72,7 +72,9 @@ class OperatorApp(ServiceApp[OperatorSettings]):
         registry = build_registry(reconciler, self.settings)
         namespace = self.settings.namespace
         stats_url = self.settings.stats_redis_url or self.settings.redis_url
-        stats = None if stats_url == "off" else StatsTracker(StatsReader(stats_url))
+        # Routes outlive three missed resyncs, so a slow API server does not cut the validator off.
+        routes_ttl_secs = int(3 * self.settings.resync_interval_secs) + 1
+        stats = None if stats_url == "off" else StatsTracker(StatsReader(stats_url), routes_ttl_secs=routes_ttl_secs)
         resync = resync_forever(
             kube,
             reconciler,

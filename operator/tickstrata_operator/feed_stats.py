@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import redis
 
+from tickstrata.common.backfill_routes import backfill_routes_key
 from tickstrata.common.completeness import completeness_key, completeness_percent, sum_symbols
 from tickstrata.common.streams import COLLECTOR_STATS_EVENTS, COLLECTOR_STATS_LAST_RECV_NS, collector_stats_key
 
@@ -117,6 +118,18 @@ class StatsReader:
                 for exchange, reply in zip(exchanges, counts, strict=True)
             },
         )
+
+    def write_routes(self, routes: Mapping[str, Mapping[str, str]], ttl_secs: int) -> None:
+        """Replace each exchange's routes hash atomically, with a time to live (a deleted feed's routes go)."""
+        pipe = self._client.pipeline(transaction=True)
+        for exchange, by_symbol in routes.items():
+            key = backfill_routes_key(exchange)
+            pipe.delete(key)
+            fields: dict[str | bytes, str | bytes] = dict(by_symbol.items())
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # redis-py's Mapping is invariant in its key
+            pipe.expire(key, ttl_secs)
+        if routes:
+            pipe.execute()
 
     def close(self) -> None:
         self._client.close()

@@ -19,6 +19,7 @@ from tickstrata_operator.feed import VENUES
 from tickstrata_operator.feed_stats import Sample, StatsReader, completeness_text, stats_feed_name, status_fields
 from tickstrata_operator.kube_io import Kube, KubeApiError
 from tickstrata_operator.reconcile import PermanentReconcileError, Reconciler, TemporaryReconcileError
+from tickstrata_operator.routes import backfill_routes
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ class StatsTracker:
     """The previous sample of every feed, and the status fields written from them and from the validator's
     completeness counts."""
 
-    def __init__(self, reader: StatsReader) -> None:
+    def __init__(self, reader: StatsReader, *, routes_ttl_secs: int = 90) -> None:
         self._reader = reader
+        self._routes_ttl_secs = routes_ttl_secs
         self._previous: dict[str, Sample | None] = {}
         self._warned = False
         self._malformed: set[str] = set()
@@ -81,6 +83,10 @@ class StatsTracker:
                 self._warned = True
             return
         self._warned = False
+        try:
+            await asyncio.to_thread(self._reader.write_routes, backfill_routes(feeds), self._routes_ttl_secs)
+        except (RedisError, OSError) as error:
+            logger.warning("backfill routes not published", extra={"error": repr(error)})
         samples = reading.samples
         now_wall_ns = time.time_ns()
         for name, feed in names.items():

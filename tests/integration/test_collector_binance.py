@@ -203,7 +203,7 @@ def test_dropped_trades_become_one_exact_trade_id_gap(
     assert gap.symbol == "BTC-USDT"
     assert gap.cause.startswith(f"trade ids {first_missing}..{last_missing} missing")
     assert gap.start_ns == trades[first_missing - 1].ts_event_ns
-    assert gap.end_ns == trades[last_missing + 1].ts_event_ns
+    assert gap.end_ns == trades[last_missing + 1].ts_event_ns + 1  # half-open: the first good stamp is inside
     assert not set(range(first_missing, last_missing + 1)) & set(trades)
 
 
@@ -273,9 +273,10 @@ def test_lost_connection_is_replaced_and_every_window_is_reported(
     for gap in (g for g in published.gaps() if g.kind is kind and g.data_type == "trades"):
         assert gap.symbol is not None
         times = sorted(trade.ts_event_ns for trade in trades[gap.symbol])
-        # The window is bounded by real events: the last one before the loss and the first one after it.
+        # The window is bounded by real events: the last one before the loss and the first one after it (the
+        # half-open end is one nanosecond past it, so events sharing its stamp are inside).
         assert gap.start_ns in times
-        assert gap.end_ns in times
+        assert gap.end_ns - 1 in times
         assert gap.start_ns < gap.end_ns
     # Trades lost while disconnected are named exactly by a trade-id gap inside the disconnect window.
     for symbol, symbol_trades in trades.items():

@@ -25,6 +25,7 @@ from tests.integration.operator_harness import (
     wait_converged,
     wait_until,
 )
+from tickstrata.common.backfill_routes import backfill_routes_key
 from tickstrata.common.completeness import FIELD_UPDATED_NS, FIELD_WINDOW_SECS, BucketCounts, completeness_key
 from tickstrata.common.streams import COLLECTOR_STATS_EVENTS, COLLECTOR_STATS_LAST_RECV_NS, collector_stats_key
 from tickstrata.localstack.kube import KubeCluster
@@ -158,3 +159,23 @@ def test_the_completeness_column_fills_from_the_validator_s_counts(
             "status.completeness 100.000000%",
             timeout_secs=30,
         )
+
+
+def test_the_operator_publishes_each_feeds_backfill_route_and_a_deleted_feeds_route_expires(
+    kube_cluster: KubeCluster, namespace: str, redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    key = backfill_routes_key("binance")
+    with running_operator(
+        kube_cluster, namespace, tmp_path, stats_redis_url=redis_server.url, resync_interval_secs=str(RESYNC_SECS)
+    ):
+        apply_feed(kube_cluster, namespace, feed_body("routed"))  # binance spot: BTC-USDT, ETH-USDT
+        address = f"routed-collector.{namespace}.svc:50051"
+        wait_until(
+            lambda: redis_client.hgetall(key) == {b"BTC-USDT": address.encode(), b"ETH-USDT": address.encode()},
+            "the feed's routes in Redis",
+            timeout_secs=30,
+        )
+        assert 0 < int(redis_client.ttl(key)) <= 3 * RESYNC_SECS + 1
+        kubectl(kube_cluster, "delete", "exchangefeed", "routed", "-n", namespace)
+        # No feed of that exchange is left: nothing rewrites the hash, and it expires.
+        wait_until(lambda: not redis_client.exists(key), "the deleted feed's routes gone", timeout_secs=30)

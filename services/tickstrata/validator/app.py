@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, ClassVar, Final
 
 from tickstrata.common.grpc_app import GrpcRedisApp
@@ -23,10 +24,11 @@ from tickstrata.quality.v1 import quality_service_pb2_grpc
 from tickstrata.validator.backfill_driver import BackfillDriver, DriverConfig
 from tickstrata.validator.book import BookConfig, LedgerBook
 from tickstrata.validator.consumer import ValidatorConsumer, ValidatorConsumerConfig
-from tickstrata.validator.publisher import CompletenessPublisher
+from tickstrata.validator.publisher import CompletenessPublisher, read_backfill_routes
 from tickstrata.validator.servicer import QualityService
 from tickstrata.validator.settings import ValidatorSettings
 from tickstrata.validator.store import QualityStore
+from tickstrata.validator.watch import Watch, WatchConfig
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,12 @@ class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
                 block_ms=self.settings.block_ms,
                 sequential_trade_id_exchanges=self.settings.sequential_exchanges(),
             ),
+            watch=Watch(
+                WatchConfig(
+                    stale_after_secs=self.settings.stale_after_secs,
+                    deviation_fraction=Decimal(str(self.settings.price_deviation_percent)) / 100,
+                )
+            ),
             meter=context.telemetry.meter,
         )
         self.driver = BackfillDriver(
@@ -76,6 +84,7 @@ class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
                 max_jobs_per_exchange=self.settings.max_jobs_per_exchange,
                 poll_interval_secs=self.settings.backfill_poll_secs,
             ),
+            routes=functools.partial(read_backfill_routes, self.redis),
         )
         publisher = CompletenessPublisher(
             self.redis, self.book, window_secs=self.settings.completeness_window_secs, meter=context.telemetry.meter
@@ -120,7 +129,7 @@ class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.settings.flush_interval_secs)
             try:
-                await consumer.flush(stop_requested=self._stop.is_set)
+                await consumer.flush(consumer.watch.check(time.time_ns()), stop_requested=self._stop.is_set)
                 await publisher.publish()
                 self.book.forget_before(time.time_ns() - horizon_ns)
             except Exception:  # the next tick tries again; the consumer keeps the entries meanwhile

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,6 +37,9 @@ from tickstrata.validator.ledger import Finding
 logger = logging.getLogger(__name__)
 
 CALL_TIMEOUT_SECS: Final = 5.0
+ROUTES_REFRESH_SECS: Final = 10.0
+RoutesReader = Callable[[], Awaitable[dict[tuple[str, str], str]]]
+"""Reads the operator's published routes: (exchange, symbol) → host:port (`tickstrata.common.backfill_routes`)."""
 SETTLE_MARGIN_NS: Final = 1_000_000_000
 """How far past a job's end the consumer must have read before its minutes settle (publish → read latency)."""
 _FINDINGS: Final = {
@@ -82,33 +85,47 @@ class BackfillDriver:
         addresses: Mapping[str, str],
         config: DriverConfig | None = None,
         *,
+        routes: RoutesReader | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._book = book
         self._addresses = dict(addresses)
+        self._routes_reader = routes
+        self._routes: dict[tuple[str, str], str] = {}
+        self._routes_read_at = float("-inf")
         self._config = config or DriverConfig()
         self._clock_ns = clock_ns
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._jobs: dict[str, _Job] = {}
         self._attempts: dict[str, int] = {}
         self._not_before_ns: dict[str, int] = {}
-        self._unreachable_warned: set[str] = set()
+        self._unreachable_warned: set[tuple[str, str]] = set()
         self.stats = DriverStats()
         self._rng = random.Random()
 
-    def _stub(self, exchange: str) -> pb_grpc.BackfillServiceAsyncStub | None:
-        address = self._addresses.get(exchange)
+    def _stub(self, exchange: str, symbol: str) -> pb_grpc.BackfillServiceAsyncStub | None:
+        address = self._addresses.get(exchange) or self._routes.get((exchange, symbol))
         if address is None:
-            if exchange not in self._unreachable_warned:
+            if (exchange, symbol) not in self._unreachable_warned:
                 logger.warning(
-                    "no BackfillService address for this exchange: its holes stay missing", extra={"exchange": exchange}
+                    "no BackfillService address for this instrument: its holes stay missing",
+                    extra={"exchange": exchange, "symbol": symbol},
                 )
-                self._unreachable_warned.add(exchange)
+                self._unreachable_warned.add((exchange, symbol))
             return None
-        channel = self._channels.get(exchange)
+        channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[exchange] = grpc.aio.insecure_channel(address)
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
         return pb_grpc.BackfillServiceStub(channel)
+
+    async def _refresh_routes(self) -> None:
+        if self._routes_reader is None or time.monotonic() - self._routes_read_at < ROUTES_REFRESH_SECS:
+            return
+        self._routes_read_at = time.monotonic()
+        try:
+            self._routes = await self._routes_reader()
+        except Exception as error:  # the last routes stay usable; the next refresh tries again
+            logger.warning("backfill routes unreadable", extra={"error": f"{type(error).__name__}: {error}"})
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -121,6 +138,7 @@ class BackfillDriver:
 
     async def step(self) -> None:
         now_ns = self._clock_ns()
+        await self._refresh_routes()
         await self._poll_jobs(now_ns)
         self._settle(now_ns)
         asks = self._book.plan_backfills(now_ns, busy=set(self._jobs))
@@ -136,7 +154,7 @@ class BackfillDriver:
                 running[ask.exchange] = running.get(ask.exchange, 0) + 1
 
     async def _submit(self, ask: BackfillAsk, now_ns: int) -> bool:
-        stub = self._stub(ask.exchange)
+        stub = self._stub(ask.exchange, ask.symbol)
         if stub is None:
             return False
         attempt = self._attempts.get(ask.key, 0)
@@ -173,7 +191,7 @@ class BackfillDriver:
         for key, job in list(self._jobs.items()):
             if job.finished_ns:
                 continue
-            stub = self._stub(job.ask.exchange)
+            stub = self._stub(job.ask.exchange, job.ask.symbol)
             if stub is None:
                 continue
             try:

@@ -35,6 +35,7 @@ from tickstrata.validator.rules import Violation, ViolationKind
 from tickstrata.validator.rules_candles import candle_window, check_candle
 from tickstrata.validator.rules_series import SeriesChecker
 from tickstrata.validator.store import QualityStore
+from tickstrata.validator.watch import Watch
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class ValidatorConsumer:
         store: QualityStore,
         config: ValidatorConsumerConfig,
         *,
+        watch: Watch | None = None,
         meter: metrics.Meter | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -74,6 +76,7 @@ class ValidatorConsumer:
         self._config = config
         self._clock_ns = clock_ns
         self._series: dict[tuple[str, str], SeriesChecker] = {}
+        self.watch = watch or Watch()
         self.unreadable = 0
         self.violations_found = 0
         self._flush_lock = asyncio.Lock()
@@ -129,6 +132,7 @@ class ValidatorConsumer:
     def _observe(self, event: object, now_ns: int) -> list[Violation]:
         if isinstance(event, Trade):
             self._book.observe_trade(event)
+            self.watch.observe(event)
             return self._checker(event.exchange, event.symbol).check(event)
         if isinstance(event, Candle):
             found = check_candle(event)

@@ -1,5 +1,6 @@
-"""Completeness out of the validator: the Redis hash per exchange (the ExchangeFeed column, the `up` view) and
-OpenTelemetry gauges (Grafana). The counts are over a rolling window ending now (`completeness_window_secs`)."""
+"""The validator's Redis side beyond the streams: completeness out (the hash per exchange for the ExchangeFeed column
+and the `up` view, plus OpenTelemetry gauges for Grafana; counts over a rolling window ending now), and the
+operator's backfill routes in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from opentelemetry import metrics
 
+from tickstrata.common.backfill_routes import BACKFILL_ROUTES_PREFIX, parse_address
 from tickstrata.common.completeness import (
     FIELD_UPDATED_NS,
     FIELD_WINDOW_SECS,
@@ -86,3 +88,18 @@ class CompletenessPublisher:
             self.latest[exchange] = total
             pipe.hset(completeness_key(exchange), mapping=fields)
         await pipe.execute()
+
+
+async def read_backfill_routes(redis: aioredis.Redis) -> dict[tuple[str, str], str]:
+    """Every (exchange, symbol) → BackfillService address the operator published; malformed entries skipped."""
+    routes: dict[tuple[str, str], str] = {}
+    async for raw in redis.scan_iter(match=f"{BACKFILL_ROUTES_PREFIX}*", _type="hash"):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        exchange = key.removeprefix(BACKFILL_ROUTES_PREFIX)
+        fields: Any = await redis.hgetall(key)
+        for symbol, address in fields.items():
+            try:
+                routes[(exchange, symbol.decode() if isinstance(symbol, bytes) else symbol)] = parse_address(address)
+            except ValueError:
+                continue
+    return routes

@@ -6,6 +6,7 @@ import socket
 
 from pydantic import Field, field_validator
 
+from tickstrata.common.backfill_routes import parse_address
 from tickstrata.common.events import validate_exchange
 from tickstrata.common.grpc_app import GrpcRedisSettings
 from tickstrata.common.settings import service_config
@@ -18,10 +19,9 @@ def parse_backfill_addresses(text: str) -> dict[str, str]:
         if not item:
             continue
         exchange, sep, address = item.partition("=")
-        host, colon, port = address.rpartition(":")
-        if not sep or not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep:
             raise ValueError(f"expected exchange=host:port, got {item!r}")
-        addresses[validate_exchange(exchange.strip())] = address.strip()
+        addresses[validate_exchange(exchange.strip())] = parse_address(address.strip())
     return addresses
 
 
@@ -41,8 +41,9 @@ class ValidatorSettings(GrpcRedisSettings):
     """This validator's consumer name in the `validator` group (one replica: the ledger is in its memory)."""
 
     backfill_addresses: str = ""
-    """Each exchange's collector BackfillService, `exchange=host:port` joined by commas. An exchange without one
-    keeps its holes `missing` (logged once)."""
+    """Each exchange's collector BackfillService, `exchange=host:port` joined by commas (`tickstrata up` sets it).
+    Without one, the routes the operator publishes in Redis (`backfill:routes:<exchange>`) are used; an instrument
+    with neither keeps its holes `missing` (logged once)."""
 
     grace_secs: float = Field(default=30.0, ge=1, le=3600)
     """How long after a minute ends its data may still arrive before the minute is judged (the watermark)."""
@@ -69,6 +70,12 @@ class ValidatorSettings(GrpcRedisSettings):
 
     sequential_trade_id_exchanges: str = "binance,binance-usdm"
     """Exchanges whose trade ids are consecutive integers per symbol: their trade-id continuity is checked."""
+
+    stale_after_secs: float = Field(default=120.0, gt=0)
+    """An instrument that was trading and is quiet longer than this is a `stale` violation (once per spell)."""
+
+    price_deviation_percent: float = Field(default=1.0, gt=0, le=100)
+    """A venue's last price further than this from the other venues' (same symbol) is a `price_deviation`."""
 
     batch_entries: int = Field(default=1000, ge=1, le=100_000)
     """Stream entries read per batch."""

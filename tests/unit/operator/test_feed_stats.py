@@ -105,6 +105,7 @@ class FakeReader:
     def __init__(self) -> None:
         self.hashes: dict[str, Mapping[bytes, bytes] | redis.RedisError] = {}
         self.calls: list[tuple[list[str], list[str]]] = []
+        self.routes: list[tuple[dict[str, Mapping[str, str]], int]] = []
 
     def read(self, feeds: Sequence[str], exchanges: Sequence[str], taken_ns: int) -> Reading:
         self.calls.append((list(feeds), list(exchanges)))
@@ -112,6 +113,9 @@ class FakeReader:
             samples=dict.fromkeys(feeds),
             completeness={exchange: self.hashes.get(exchange, {}) for exchange in exchanges},
         )
+
+    def write_routes(self, routes: Mapping[str, Mapping[str, str]], ttl_secs: int) -> None:
+        self.routes.append((dict(routes), ttl_secs))
 
     def close(self) -> None:
         pass
