@@ -27,7 +27,11 @@ def test_percent_is_100_exactly_when_nothing_is_missing(
 
 
 def test_symbols_are_summed_and_malformed_counts_refused() -> None:
-    fields = {b"BTC-USDT": b"1,2,3,4,5", b"ETH-USDT": b"10,0,0,0,0", b"_updated_ns": b"123"}
+    fields: dict[bytes | str, bytes | str] = {
+        b"BTC-USDT": b"1,2,3,4,5",
+        b"ETH-USDT": b"10,0,0,0,0",
+        b"_updated_ns": b"1",
+    }
     assert sum_symbols(fields, ["BTC-USDT", "ETH-USDT"]) == BucketCounts(11, 2, 3, 4, 5)
     assert sum_symbols(fields, ["SOL-USDT"]) is None
     with pytest.raises(ValueError, match="five non-negative integers"):
