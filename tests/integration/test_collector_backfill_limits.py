@@ -19,6 +19,7 @@ from typing import Final
 
 import grpc
 import pytest
+import redis
 
 from tests.integration.collector_harness import (
     CollectorProcess,
@@ -161,8 +162,9 @@ async def not_found_codes(port: int) -> tuple[grpc.StatusCode, grpc.StatusCode]:
 
 
 async def test_ten_thousand_backfill_calls_keep_jobs_bounded_and_memory_flat(
-    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer
+    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
+    del redis_client  # asked for its FLUSHALL afterwards: the trades this test publishes must not reach the next
     settings = load_settings(CollectorSettings, {})
     running_limit, queue_limit = settings.backfill_max_running_jobs, settings.backfill_max_queued_jobs
     with running_collector(

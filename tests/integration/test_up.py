@@ -50,13 +50,13 @@ def test_up_starts_servers_and_services_then_stops_everything_cleanly(tmp_path: 
     assert (tmp_path / "logs" / "writer.log").read_text().count("shutdown complete") == 1
 
 
-def _up(data_dir: Path, duration_secs: int) -> str:
+def _up(data_dir: Path, duration_secs: int, *extra: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "tickstrata", "up", "--simulate", "--data-dir", str(data_dir),
-         "--duration-secs", str(duration_secs)],
+         "--duration-secs", str(duration_secs), *extra],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=duration_secs + 240,
         check=False,
     )  # fmt: skip
     output = result.stdout + result.stderr
@@ -115,3 +115,22 @@ def test_up_rejects_unknown_roles(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unknown roles: trader" in result.stderr
+
+
+def test_up_with_faults_ends_with_every_judged_minute_accounted_for(tmp_path: Path) -> None:
+    """The issue's "done when": after a simulated run whose venues drop trades, cut a connection, go quiet for a
+    minute and go down, the quality report shows nothing missing — the losses were backfilled or proven empty."""
+    output = _up(tmp_path, 200, "--faults")
+    assert "the simulated venues will misbehave" in output
+    report = output[output.index("quality, as `tickstrata quality` shows it:") :]
+    # Columns: complete, buckets, present, empty, backfilled, pending, missing.
+    totals = re.search(r"all feeds\s+(\d+\.\d+)%" + r"\s+([\d,]+)" * 6, report)
+    assert totals, report
+    percent, *counts = totals.groups()
+    _buckets, present, empty, backfilled, _pending, missing = (int(c.replace(",", "")) for c in counts)
+    assert (percent, missing) == ("100.000000", 0), report
+    assert present > 0, report
+    assert backfilled > 0, report  # the dropped trades and the cut connection, fetched again
+    assert empty > 0, report  # the quiet minute and the outage, confirmed by the venue
+    assert "Open gaps, newest first: none" in report, report
+    assert "duplicate" not in report  # a backfill's overlap with the live stream is not a violation

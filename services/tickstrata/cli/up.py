@@ -24,7 +24,7 @@ from typing import Final
 
 import redis
 
-from tickstrata.cli.up_demo import run_demo_queries
+from tickstrata.cli.up_demo import print_quality, run_demo_queries, write_demo_faults
 from tickstrata.cli.up_view import LiveView, Sampler
 from tickstrata.localstack.paths import cache_dir
 from tickstrata.localstack.process import ManagedServer, ServerStartError, free_port
@@ -74,7 +74,7 @@ DEMO_FEEDS: Final = {
 }
 
 
-def concrete_specs(roles: Sequence[str], *, simulate: bool) -> list[RoleSpec]:
+def concrete_specs(roles: Sequence[str], *, simulate: bool, scenario: Path | None = None) -> list[RoleSpec]:
     """The processes to run: the chosen roles, a collector per feed, the simulator's ports fixed up front."""
     spot_port, usdm_port = free_port(), free_port()
     venue_ports = {"binance": spot_port, "binance-usdm": usdm_port}
@@ -92,7 +92,8 @@ def concrete_specs(roles: Sequence[str], *, simulate: bool) -> list[RoleSpec]:
         elif spec.role == "simulate":
             if simulate:
                 ports = (("SIMULATOR_SPOT_PORT", str(spot_port)), ("SIMULATOR_USDM_PORT", str(usdm_port)))
-                specs.append(replace(spec, env=(*ports, ("SIMULATOR_HOST", "127.0.0.1"))))
+                faults = (("SIMULATOR_SCENARIO_FILE", str(scenario)),) if scenario is not None else ()
+                specs.append(replace(spec, env=(*ports, ("SIMULATOR_HOST", "127.0.0.1"), *faults)))
         elif spec.role == "collector":
             for exchange, symbols in DEMO_FEEDS.items():
                 env = [("COLLECTOR_EXCHANGE", exchange), ("COLLECTOR_SYMBOLS", symbols)]
@@ -249,10 +250,35 @@ def _stored_summary(rows: dict[str, int | None]) -> str:
     return ", ".join(f"{table} {'?' if count is None else f'{count:,}'}" for table, count in rows.items())
 
 
+def _finish_demo(
+    services: Sequence[RunningService], why: str, *, demo_queries: bool, duration_secs: float | None
+) -> None:
+    """What a bounded run prints at its end: the demo queries, the quality report, the commands to try next."""
+    query = next((s for s in services if s.spec.role == "query"), None)
+    if demo_queries and query is not None and query.grpc_port is not None and "unexpectedly" not in why:
+        symbols = [symbol for feed in DEMO_FEEDS.values() for symbol in feed.split(",")][:3]
+        run_demo_queries(f"127.0.0.1:{query.grpc_port}", symbols, DEMO_CANDLE_FEED, _say)
+        address = f"--address 127.0.0.1:{query.grpc_port}"
+        _say(f"next, while `tickstrata up` runs: `tickstrata latest BTC-USDT {address}`")
+        _say(f"                              `tickstrata candles binance BTC-USDT 1m --from -1h {address}`")
+    validator = next((s for s in services if s.spec.role == "validator"), None)
+    if validator is not None and validator.grpc_port is not None:
+        if demo_queries and duration_secs is not None and "unexpectedly" not in why:
+            print_quality(f"127.0.0.1:{validator.grpc_port}", _say, window_secs=duration_secs + 120)
+        _say(f"completeness: `tickstrata quality --from -1h --address 127.0.0.1:{validator.grpc_port}`")
+
+
 def run(
-    *, data_dir: Path, duration_secs: float | None, roles: Sequence[str], simulate: bool, demo_queries: bool
+    *,
+    data_dir: Path,
+    duration_secs: float | None,
+    roles: Sequence[str],
+    simulate: bool,
+    demo_queries: bool,
+    faults: bool = False,
 ) -> int:
-    specs = concrete_specs(roles, simulate=simulate)
+    scenario = write_demo_faults(data_dir, _say) if faults and simulate else None
+    specs = concrete_specs(roles, simulate=simulate, scenario=scenario)
     logs_dir = data_dir / "logs"
     resuming = (data_dir / "questdb" / "db").exists()
     _say(("resuming on the data under " if resuming else "data and logs under ") + str(data_dir))
@@ -300,16 +326,7 @@ def run(
                 tick_interval_secs=STATUS_INTERVAL_TTY_SECS if tty else STATUS_INTERVAL_LOG_SECS,
             )
             view.draw_final()
-            query = next((s for s in services if s.spec.role == "query"), None)
-            if demo_queries and query is not None and query.grpc_port is not None and "unexpectedly" not in why:
-                symbols = [symbol for feed in DEMO_FEEDS.values() for symbol in feed.split(",")][:3]
-                run_demo_queries(f"127.0.0.1:{query.grpc_port}", symbols, DEMO_CANDLE_FEED, _say)
-                address = f"--address 127.0.0.1:{query.grpc_port}"
-                _say(f"next, while `tickstrata up` runs: `tickstrata latest BTC-USDT {address}`")
-                _say(f"                              `tickstrata candles binance BTC-USDT 1m --from -1h {address}`")
-            validator = next((s for s in services if s.spec.role == "validator"), None)
-            if validator is not None and validator.grpc_port is not None:
-                _say(f"completeness: `tickstrata quality --from -1h --address 127.0.0.1:{validator.grpc_port}`")
+            _finish_demo(services, why, demo_queries=demo_queries, duration_secs=duration_secs)
             _say(f"stopping: {why}")
             failed = "unexpectedly" in why
         for service in reversed(services):
@@ -345,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --duration-secs, skip the queries printed at the end (latest prices, the last hour of candles)",
     )
     parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="with --simulate: the venues drop trades, cut a connection, go quiet and go down during the run "
+        "(the validator accounts for each)",
+    )
+    parser.add_argument(
         "--roles",
         default=",".join(spec.role for spec in ROLE_SPECS),
         help="comma-separated services to run (default: all)",
@@ -362,4 +385,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         roles=roles,
         simulate=args.simulate,
         demo_queries=args.duration_secs is not None and not args.no_demo_queries,
+        faults=args.faults,
     )

@@ -7,9 +7,11 @@ of each demo symbol on every venue (from the Redis cache), and the last hour of 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 from tickstrata.client import MarketDataClient, QueryError
@@ -71,3 +73,60 @@ def run_demo_queries(
             say(f"  {text}")
         say(f"  {table.num_rows} candles in {elapsed_ms:.1f} ms")
     return ok
+
+
+# `tickstrata up --simulate --faults`: what the venues do wrong during the run, relative to the simulator's start.
+# Each one is a loss the validator must account for: a trade-id gap and a dropped connection are backfilled, an
+# empty minute and an outage are proven empty by the venue's REST history.
+DEMO_FAULTS: Final = (
+    {"kind": "drop", "venue": "binance", "stream": "btcusdt@aggTrade", "count": 5, "at_secs": 20},
+    {"kind": "abrupt_close", "venue": "binance-usdm", "at_secs": 35},
+    {"kind": "empty_interval", "venue": "binance", "symbol": "ETHUSDT", "minutes": 1, "at_secs": 45},
+    {"kind": "outage", "venue": "binance-usdm", "duration_secs": 60, "at_secs": 70},
+)
+
+
+REPAIR_WAIT_SECS: Final = 30.0
+"""How long the end-of-run report waits for backfills in flight before it shows what is still missing."""
+
+
+def write_demo_faults(data_dir: Path, say: Callable[[str], None]) -> Path:
+    """The simulator's scenario file for `--faults`, announced."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    scenario = data_dir / "faults.json"
+    scenario.write_text(json.dumps(list(DEMO_FAULTS), indent=2))
+    kinds = ", ".join(f"{fault['kind']} at {fault['at_secs']} s" for fault in DEMO_FAULTS)
+    say(f"the simulated venues will misbehave ({scenario}): {kinds}")
+    return scenario
+
+
+def print_quality(address: str, say: Callable[[str], None], *, window_secs: float) -> None:
+    """The validator's report over the run: completeness per feed, open gaps, violations."""
+    import grpc  # noqa: PLC0415 - only a bounded run with a validator prints it
+
+    from tickstrata.client.quality_cli import fetch_report  # noqa: PLC0415
+    from tickstrata.client.quality_report import QualityReport, render_text  # noqa: PLC0415
+    from tickstrata.quality.v1 import quality_service_pb2_grpc  # noqa: PLC0415
+
+    end_ns = time.time_ns()
+    deadline = time.monotonic() + REPAIR_WAIT_SECS
+    with grpc.insecure_channel(address) as channel:
+        stub = quality_service_pb2_grpc.QualityServiceStub(channel)
+
+        def fetch() -> QualityReport:
+            start_ns = end_ns - int(window_secs * 1e9)
+            return fetch_report(stub, exchanges=[], symbols=[], start_ns=start_ns, end_ns=end_ns, timeout_secs=10)
+
+        try:
+            report = fetch()
+            # A minute judged a moment ago may still be waiting for its backfill: give the repairs a little time,
+            # as a user looking at the report would.
+            while (report.total.missing or report.open_gaps) and time.monotonic() < deadline:
+                time.sleep(1)
+                report = fetch()
+        except grpc.RpcError as error:
+            say(f"quality report failed: {error}")
+            return
+    say("quality, as `tickstrata quality` shows it:")
+    for line in render_text(report).splitlines():
+        say(f"  {line}")

@@ -37,7 +37,7 @@ from tickstrata.quality.v1 import quality_service_pb2_grpc as pb_grpc
 DEFAULT_ADDRESS: Final = "127.0.0.1:50053"
 DEFAULT_TIMEOUT_SECS: Final = 30.0
 EXIT_MISSING: Final = 3
-OPEN_STATES: Final = (pb.GAP_STATE_OPEN, pb.GAP_STATE_BACKFILLING, pb.GAP_STATE_UNRECOVERABLE)
+OPEN_STATES: Final = (pb.GAP_STATE_OPEN, pb.GAP_STATE_BACKFILLING)
 MAX_PAGES: Final = 100
 
 

@@ -86,12 +86,14 @@ class LedgerBook:
         key = (exchange, symbol)
         book = self.ledgers.get(key)
         if book is None:
-            # The first minute is judged from the next whole one: the minute of the first observation was
-            # partly before anything was watched.
-            first = minute_of(first_seen_ns) + MINUTE_NS
+            # Judged from the minute of the first observation; that minute was only partly watched, so it needs
+            # the venue's word like a minute a gap touched.
+            first = minute_of(first_seen_ns)
             book = self.ledgers[key] = SymbolLedger(exchange, symbol, first)
             self._persisted[key] = {}
             self._checked_through[key] = first
+            for data_type in PROVEN_TYPES:
+                book.observe_gap(data_type, first, first + 1)
             # A feed-wide gap read before this symbol's first event (the gap stream has its own consumer) still
             # covers it.
             for gap in self.gaps.feed_wide(exchange):
@@ -204,6 +206,10 @@ class LedgerBook:
     def _resolve_gaps(self, now_ns: int) -> None:
         watermark = self.watermark_ns(now_ns)
         for gap in list(self.gaps.open_gaps()):
+            if gap.data_type not in PROVEN_TYPES:
+                # Quotes, books and funding have no REST history to fetch: the loss stands, recorded as such.
+                self.gaps.update(gap.gap_id, state=GapState.UNRECOVERABLE, now_ns=now_ns)
+                continue
             final = fetching = given_up = 0
             total = 0
             for (exchange, symbol), book in self.ledgers.items():
@@ -216,7 +222,9 @@ class LedgerBook:
                     final += state in FINAL_STATES
                     fetching += bool(record.in_flight)
                     given_up += state is BucketState.MISSING and record.given_up
-            if total and final == total:
+            if final == total and (total or gap.end_ns <= watermark):
+                # All its minutes accounted for — or it touches none the ledger tracks (it ended before any of its
+                # symbols was first seen): nothing it could have lost is counted anywhere.
                 self.gaps.update(gap.gap_id, state=GapState.RESOLVED, now_ns=now_ns)
             elif total and final + given_up == total:
                 self.gaps.update(gap.gap_id, state=GapState.UNRECOVERABLE, now_ns=now_ns)

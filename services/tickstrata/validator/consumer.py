@@ -133,6 +133,10 @@ class ValidatorConsumer:
         if isinstance(event, Trade):
             self._book.observe_trade(event)
             self.watch.observe(event)
+            if event.backfilled:
+                # A backfill republishes trades the live stream may already have carried, by design (the hot tier
+                # deduplicates): neither a duplicate nor a break in the live series.
+                return []
             return self._checker(event.exchange, event.symbol).check(event)
         if isinstance(event, Candle):
             found = check_candle(event)

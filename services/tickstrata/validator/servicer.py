@@ -178,8 +178,9 @@ class QualityService(pb_grpc.QualityServiceServicer):
         try:
             exchange = validate_exchange(request.exchange) if request.exchange else ""
             symbols = {validate_symbol(s) for s in request.symbols}
-            end = request.end_ns or now_ns
-            start, end = request.start_ns - request.start_ns % HOUR_NS, end + -end % HOUR_NS
+            until = request.end_ns or now_ns
+            until += -until % MINUTE_NS  # minutes after the window are not listed, not even as pending
+            start, end = request.start_ns - request.start_ns % HOUR_NS, until + -until % HOUR_NS
             if request.start_ns <= 0 or start >= end or end - start > MAX_BUCKET_WINDOW_NS:
                 raise InvalidRequestError("the window must be non-empty, start after 0 and span at most 31 days")
             size = _page_size(request.page_size, DEFAULT_BUCKET_PAGE, MAX_BUCKET_PAGE)
@@ -198,9 +199,13 @@ class QualityService(pb_grpc.QualityServiceServicer):
         for ex, symbol in keys:
             for hour in range(start, end, HOUR_NS):
                 if index >= skip and len(rows) < size:
-                    states = [state for _, state in self._book.states(ex, symbol, hour, hour + HOUR_NS, now_ns)]
-                    # Minutes the ledger does not track (before it started) show as unspecified (0).
-                    padded = [0] * (60 - len(states)) + [int(_STATE_NUMBERS[s]) for s in states]
+                    listed = dict(self._book.states(ex, symbol, hour, min(hour + HOUR_NS, until), now_ns))
+                    states = list(listed.values())
+                    # Minutes the ledger does not track (before it started, after the window) are unspecified (0).
+                    padded = [
+                        int(_STATE_NUMBERS[listed[minute]]) if minute in listed else 0
+                        for minute in range(hour, hour + HOUR_NS, MINUTE_NS)
+                    ]
                     rows.append(
                         pb.HourBuckets(
                             exchange=ex,

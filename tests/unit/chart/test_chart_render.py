@@ -444,3 +444,22 @@ def test_a_redis_maxmemory_without_headroom_under_the_pod_limit_is_refused() -> 
     done = helm(*base, "--set", "redis.inChart.resources.limits.memory=1G")
     assert done.returncode != 0
     assert "limits.memory must be set in Mi, Gi or Ti" in done.stderr
+
+
+VALIDATOR_METRICS = (
+    "tickstrata_validator_completeness_percent",
+    "tickstrata_validator_buckets",
+    "tickstrata_validator_open_gaps",
+)
+
+
+def test_the_quality_dashboard_shows_completeness_missing_minutes_and_open_gaps_per_exchange() -> None:
+    dashboards = _dashboards(render("values.yaml"))
+    panels = dashboards["quality.json"]["panels"]
+    exprs = {target["expr"] for panel in panels for target in panel["targets"]}
+    for metric in VALIDATOR_METRICS:
+        assert any(metric in expr and "exchange" in expr for expr in exprs), metric
+    assert any('state="missing"' in expr for expr in exprs)
+    [completeness] = [panel for panel in panels if panel["title"] == "Completeness per exchange"]
+    assert completeness["fieldConfig"]["defaults"]["unit"] == "percent"
+    assert completeness["fieldConfig"]["defaults"]["decimals"] == 6  # one missing minute in a year must show

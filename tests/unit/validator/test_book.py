@@ -11,7 +11,7 @@ from tickstrata.validator.book import BackfillAsk, BookConfig, LedgerBook
 from tickstrata.validator.gaps import GapState
 from tickstrata.validator.ledger import MINUTE_NS, Finding
 
-T0 = 1_800_000_000 * 1_000_000_000 // MINUTE_NS * MINUTE_NS
+T0 = 1_800_000_000 * 1_000_000_000 // MINUTE_NS * MINUTE_NS  # the same minutes as test_backfill_driver's
 GRACE_NS = 5_000_000_000
 
 
@@ -19,9 +19,20 @@ def minute(i: int) -> int:
     return T0 + i * MINUTE_NS
 
 
+def settle_first_minute(book: LedgerBook) -> None:
+    """The first minute seen was only partly watched: the venue's word settles it (backfilled), so the tests
+    below are about the minutes after it."""
+    ledger = book.ledgers[("binance", "BTC-USDT")]
+    ledger.observe_finding(DataType.TRADES, minute(-1), minute(0), Finding.DATA)
+    ledger.observe_finding(DataType.CANDLES, minute(-1), minute(0), Finding.DATA)
+    book.observe_trade(trade(ts_event_ns=minute(-1) + 2, trade_id="-2", backfilled=True))
+    ledger.record(minute(-1)).backfilled_candles = 1
+
+
 def book_with_trades(minutes: list[int]) -> LedgerBook:
     book = LedgerBook(BookConfig(grace_ns=GRACE_NS, max_ask_minutes=3))
-    book.observe_trade(trade(ts_event_ns=minute(-1) + 1))  # first seen: judging starts at minute 0
+    book.observe_trade(trade(ts_event_ns=minute(-1) + 1))  # first seen
+    settle_first_minute(book)
     for i in minutes:
         book.observe_trade(trade(ts_event_ns=minute(i) + 7, trade_id=str(i), price=Decimal(1)))
     return book
@@ -51,6 +62,7 @@ def test_flush_persists_each_state_change_once_and_advances_past_settled_minutes
     book = caught_up(book_with_trades([0, 1, 3]), now_after(3))
     rows = book.flush_rows(now_after(3))
     assert [(r.minute_start_ns, r.state) for r in rows] == [
+        (minute(-1), BucketState.BACKFILLED),
         (minute(0), BucketState.PRESENT),
         (minute(1), BucketState.PRESENT),
         (minute(2), BucketState.MISSING),
@@ -156,3 +168,39 @@ def test_a_feed_wide_gap_read_before_a_symbols_first_event_still_covers_it() -> 
     states = dict(book.states("binance", "BTC-USDT", minute(0), minute(4), now_after(3)))
     assert states[minute(2)] is BucketState.MISSING  # suspect: its live trades may be incomplete
     assert states[minute(1)] is BucketState.PRESENT
+
+
+def test_the_first_minute_seen_was_partly_watched_so_the_venue_is_asked_for_it() -> None:
+    book = LedgerBook(BookConfig(grace_ns=GRACE_NS))
+    book.observe_trade(trade(ts_event_ns=minute(0) + 30 * 1_000_000_000))  # the collector started mid-minute
+    book.observe_trade(trade(ts_event_ns=minute(1) + 5, trade_id="2"))
+    caught_up(book, now_after(1))
+    states = dict(book.states("binance", "BTC-USDT", minute(0), minute(2), now_after(1)))
+    assert states == {minute(0): BucketState.MISSING, minute(1): BucketState.PRESENT}
+    asks = book.plan_backfills(now_after(1), busy=set())
+    assert {(a.data_type, a.start_ns, a.end_ns) for a in asks} == {
+        (DataType.TRADES, minute(0), minute(1)),
+        (DataType.CANDLES, minute(0), minute(1)),
+    }
+
+
+def test_gaps_of_types_without_rest_history_are_recorded_as_unrecoverable() -> None:
+    book = book_with_trades([0, 1])
+    caught_up(book, now_after(1))
+    quotes = Gap(
+        exchange="binance",
+        data_type=DataType.QUOTES,
+        symbol="BTC-USDT",
+        kind=GapKind.BACKPRESSURE,
+        start_ns=minute(0) + 1,
+        end_ns=minute(0) + 2,
+        cause="dropped while Redis was full",
+        ts_recv_ns=minute(0) + 3,
+    )
+    record = book.observe_gap(quotes, now_after(1))
+    assert record is not None
+    book.flush_rows(now_after(1))
+    assert book.gaps.get(record.gap_id).state is GapState.UNRECOVERABLE  # type: ignore[union-attr]
+    assert dict(book.states("binance", "BTC-USDT", minute(0), minute(1), now_after(1))) == {
+        minute(0): BucketState.PRESENT  # a quote loss says nothing about the minute's trades and candle
+    }
