@@ -150,7 +150,10 @@ def test_client_names_the_address_when_the_service_is_unreachable() -> None:
 def test_cli_table_and_json(query_address: str, redis_client: redis.Redis) -> None:
     put(redis_client, "binance", "BTC-USDT", "64321.50")
     put(redis_client, "kraken", "BTC-USDT", "0.000000012345", recv_ago_ms=60_000)
-    table = run_cli("BTC-USDT", "-e", "binance", "-e", "kraken", "-e", "okx", "--address", query_address)
+    # A 30 s staleness bound: a CLI start on a loaded 2-core machine takes seconds, and the fresh price must stay
+    # fresh through both calls while the 60 s old one is stale.
+    fresh = ("--stale-after-ms", "30000")
+    table = run_cli("BTC-USDT", "-e", "binance", "-e", "kraken", "-e", "okx", "--address", query_address, *fresh)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["exchange", "price", "age", "ms", "stale"]
@@ -160,7 +163,8 @@ def test_cli_table_and_json(query_address: str, redis_client: redis.Redis) -> No
     assert lines[2].split()[3] == "STALE"
     assert lines[3] == "missing: okx"
 
-    as_json = run_cli("BTC-USDT", "--address", query_address, "--json")
+    put(redis_client, "binance", "BTC-USDT", "64321.50")  # received now again: the first call took its time
+    as_json = run_cli("BTC-USDT", "--address", query_address, "--json", *fresh)
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
     assert [(p["exchange"], p["price"], p["stale"]) for p in data["prices"]] == [
