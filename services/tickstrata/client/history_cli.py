@@ -32,7 +32,7 @@ from tickstrata.client.market_data import (
     MarketDataClient,
     QueryError,
 )
-from tickstrata.client.timeargs import TimeArgumentError, to_ns
+from tickstrata.client.timeargs import TimeArgumentError, join_relative_times, to_ns
 
 DEFAULT_SHOWN_ROWS = 20
 
@@ -101,24 +101,8 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _join_relative_times(argv: Sequence[str]) -> list[str]:
-    """`--from -1h` → `--from=-1h`: argparse would otherwise take `-1h` for an option."""
-    joined: list[str] = []
-    items = list(argv)
-    index = 0
-    while index < len(items):
-        item = items[index]
-        if item in ("--from", "--to") and index + 1 < len(items) and items[index + 1].startswith("-"):
-            joined.append(f"{item}={items[index + 1]}")
-            index += 2
-            continue
-        joined.append(item)
-        index += 1
-    return joined
-
-
 def run(kind: str, argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
-    args = _parser(kind).parse_args(_join_relative_times(sys.argv[1:] if argv is None else argv))
+    args = _parser(kind).parse_args(join_relative_times(sys.argv[1:] if argv is None else argv))
     now_ns = time.time_ns()
     try:
         start_ns, end_ns = to_ns(args.start, now_ns=now_ns), to_ns(args.end, now_ns=now_ns)

@@ -28,7 +28,7 @@ from tickstrata.client.quality_report import (
     render_html,
     render_text,
 )
-from tickstrata.client.timeargs import TimeArgumentError, to_ns
+from tickstrata.client.timeargs import TimeArgumentError, join_relative_times, to_ns
 from tickstrata.common.completeness import BucketCounts
 from tickstrata.marketdata.v1 import market_data_pb2 as md
 from tickstrata.quality.v1 import quality_service_pb2 as pb
@@ -144,15 +144,7 @@ def fetch_report(
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    items = list(sys.argv[1:] if argv is None else argv)
-    # `--from -6h` → `--from=-6h`: argparse would otherwise take `-6h` for an option.
-    joined: list[str] = []
-    for item in items:
-        if joined and joined[-1] in ("--from", "--to") and item.startswith("-"):
-            joined[-1] = f"{joined[-1]}={item}"
-        else:
-            joined.append(item)
-    args = build_parser().parse_args(joined)
+    args = build_parser().parse_args(join_relative_times(sys.argv[1:] if argv is None else argv))
     now_ns = time.time_ns()
     try:
         start_ns, end_ns = to_ns(args.start, now_ns=now_ns), to_ns(args.end, now_ns=now_ns)

@@ -9,6 +9,7 @@ Intervals: `1m 5m 15m 1h 4h 1d`, any `<n>m|h|d`, or int seconds; the service tak
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Final
 
@@ -69,3 +70,19 @@ def interval_secs(value: str | int) -> int:
     if secs <= 0 or secs % 60:
         raise TimeArgumentError(f"an interval must be a positive multiple of 60 s (got {value!r})")
     return secs
+
+
+def join_relative_times(argv: Sequence[str]) -> list[str]:
+    """`--from -1h` → `--from=-1h`: argparse would otherwise take `-1h` for an option."""
+    joined: list[str] = []
+    items = list(argv)
+    index = 0
+    while index < len(items):
+        item = items[index]
+        if item in ("--from", "--to") and index + 1 < len(items) and items[index + 1].startswith("-"):
+            joined.append(f"{item}={items[index + 1]}")
+            index += 2
+            continue
+        joined.append(item)
+        index += 1
+    return joined

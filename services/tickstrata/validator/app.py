@@ -116,8 +116,7 @@ class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
         for (exchange, symbol), first in firsts.items():
             self.book.restore(exchange, symbol, first)
         for row in buckets:
-            ledger = self.book.ledgers[(row.exchange, row.symbol)]
-            ledger._records[row.minute_start_ns] = row.record
+            self.book.ledgers[(row.exchange, row.symbol)].restore(row.minute_start_ns, row.record)
             self.book.mark_persisted(row.exchange, row.symbol, row.minute_start_ns, row.state)
         for gap in await self.store.load_open_gaps():
             self.book.gaps.restore(gap)

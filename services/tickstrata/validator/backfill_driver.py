@@ -173,7 +173,7 @@ class BackfillDriver:
             if error.code() in _RETRY_CODES:
                 self._retry_later(ask, now_ns, f"{error.code().name}: {error.details()}")
             else:  # NOT_FOUND (not this collector's instrument), INVALID_ARGUMENT: asking again cannot help
-                self._give_up(ask, f"{error.code().name}: {error.details()}", now_ns)
+                self._give_up(ask, f"{error.code().name}: {error.details()}")
             return False
         self._jobs[ask.key] = _Job(ask, reply.job.job_id)
         self._book.ledgers[(ask.exchange, ask.symbol)].observe_asked(ask.data_type, ask.start_ns, ask.end_ns)
@@ -220,7 +220,7 @@ class BackfillDriver:
                 if reply.job.retryable:
                     self._retry_later(job.ask, now_ns, reply.job.error_message)
                 else:
-                    self._give_up(job.ask, reply.job.error_message, now_ns)
+                    self._give_up(job.ask, reply.job.error_message)
 
     def _settle(self, now_ns: int) -> None:
         """Finished jobs whose rows the consumer has had the chance to read: their minutes are judged."""
@@ -244,11 +244,10 @@ class BackfillDriver:
         self.stats.retried += 1
         logger.info("backfill retried later", extra={"ask": ask.key, "attempt": attempt, "why": why})
 
-    def _give_up(self, ask: BackfillAsk, why: str, now_ns: int) -> None:
+    def _give_up(self, ask: BackfillAsk, why: str) -> None:
         logger.error("backfill impossible: the minutes stay missing", extra={"ask": ask.key, "why": why})
         self._book.give_up(ask)
         self.stats.given_up += 1
-        del now_ns
 
     @property
     def in_flight(self) -> int:

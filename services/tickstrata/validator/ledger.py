@@ -174,6 +174,10 @@ class SymbolLedger:
             record = self._records[minute_start_ns] = BucketRecord()
         return record
 
+    def restore(self, minute_start_ns: int, record: BucketRecord) -> None:
+        """Put back a record read from the store at start-up (already persisted: not dirty)."""
+        self._records[minute_start_ns] = record
+
     def tracks(self, ts_ns: int) -> bool:
         if ts_ns >= self.first_minute_ns:
             return True

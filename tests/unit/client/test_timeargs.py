@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from tickstrata.client.history_cli import _join_relative_times, render
-from tickstrata.client.timeargs import TimeArgumentError, interval_secs, to_ns
+from tickstrata.client.history_cli import render
+from tickstrata.client.timeargs import TimeArgumentError, interval_secs, join_relative_times, to_ns
 
 NOW_NS = 1_764_000_000_123_456_789
 T0_NS = 1_764_000_000_000_000_000  # 2025-11-24T16:00:00Z
@@ -64,7 +64,7 @@ def test_render_shows_the_last_rows_and_says_how_many_were_left_out() -> None:
 
 
 def test_relative_times_after_from_and_to_are_values_not_options() -> None:
-    assert _join_relative_times(["binance", "BTC-USDT", "--from", "-1h", "--to", "-5m", "--limit", "3"]) == [
+    assert join_relative_times(["binance", "BTC-USDT", "--from", "-1h", "--to", "-5m", "--limit", "3"]) == [
         "binance", "BTC-USDT", "--from=-1h", "--to=-5m", "--limit", "3",
     ]  # fmt: skip
-    assert _join_relative_times(["--from", "now"]) == ["--from", "now"]
+    assert join_relative_times(["--from", "now"]) == ["--from", "now"]
