@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +26,8 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from tickstrata.common.clock import MARKET_CLOCK_ENV, ScaledClock
+from tickstrata.localstack.simulator import start_simulator
 from tickstrata.simulator.app import SimulatorApp
 from tickstrata.simulator.replay import load_capture, replay
 from tickstrata.simulator.settings import SimulatorSettings
@@ -498,3 +501,41 @@ def test_simulate_command_writes_ports_and_stops_on_sigterm(tmp_path: Path) -> N
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_a_scaled_market_clock_backdates_the_market_but_not_the_venues_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wall_ms = int(time.time() * 1000)
+    clock = ScaledClock(anchor_wall_ms=wall_ms, start_ms=wall_ms - 2 * 86_400_000, speed=1000)
+    monkeypatch.setenv(MARKET_CLOCK_ENV, clock.env_value())
+    process, endpoints = start_simulator(tmp_path, symbols="BTCUSDT", trades_per_sec="1")
+    rest = endpoints.rest_url("binance")
+
+    def call(path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"{rest}{path}", timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    try:
+        status, body = call("/api/v3/time")
+        market_now_ms = clock.now_ns() // 1_000_000
+        assert status == 200
+        # Two days back, advancing a thousand times faster: within a few wall seconds' worth of the shared clock.
+        assert abs(body["serverTime"] - market_now_ms) < 5_000 * 1000
+        assert body["serverTime"] < int(time.time() * 1000) - 86_400_000
+        _, klines = call("/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=5")
+        assert klines[-1][0] <= clock.now_ns() // 1_000_000  # REST history stops at market now
+        request = urllib.request.Request(
+            f"{rest}/_sim/faults",
+            data=json.dumps({"kind": "rest_429", "retry_after_secs": 2}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+        assert call("/api/v3/ping")[0] == 429
+        time.sleep(1.0)  # a thousand market seconds, but one wall second: still inside the 2 s Retry-After
+        assert call("/api/v3/ping")[0] == 418
+    finally:
+        process.stop()

@@ -23,7 +23,6 @@ import asyncio
 import enum
 import itertools
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from tickstrata.collector.backfill_table import (
 from tickstrata.collector.publisher import Publisher
 from tickstrata.collector.rest import RestClient, RestError
 from tickstrata.collector.venues.binance import BinanceAdapter
+from tickstrata.common.clock import market_time_ns
 from tickstrata.common.events import Candle, DataType, Trade
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class BackfillJobs:
         *,
         limits: JobLimits | None = None,
         meter: Meter | None = None,
-        clock: Clock = time.time_ns,
+        clock: Clock = market_time_ns,
     ) -> None:
         self._adapter = adapter
         self._rest = rest

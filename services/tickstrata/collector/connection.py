@@ -31,6 +31,7 @@ from websockets.frames import CloseCode
 
 from tickstrata.collector.validation import MAX_FRAME_BYTES
 from tickstrata.common.backoff import backoff_delay_secs
+from tickstrata.common.clock import market_time_ns
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +143,13 @@ class VenueConnection:
                 await self._close(socket)
                 socket = None
                 kind = _KIND_BY_REASON.get(reason, DisconnectKind.CLOSED)
-                await self._on_disconnect(kind, reason, time.time_ns())
+                await self._on_disconnect(kind, reason, market_time_ns())
                 attempt = 0 if received_any else attempt + 1
             except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as error:
                 if socket is not None:
                     await self._close(socket)
                     socket = None
-                await self._on_disconnect(DisconnectKind.CLOSED, f"connect failed: {error!r}", time.time_ns())
+                await self._on_disconnect(DisconnectKind.CLOSED, f"connect failed: {error!r}", market_time_ns())
                 attempt += 1
             except asyncio.CancelledError:
                 if socket is not None:
@@ -206,7 +207,7 @@ class VenueConnection:
             await self._deliver(raw)
 
     async def _deliver(self, raw: str | bytes) -> None:
-        ts_recv_ns = time.time_ns()
+        ts_recv_ns = market_time_ns()
         self.stats.messages += 1
         self.stats.last_message_monotonic = time.monotonic()
         await self._on_message(raw, ts_recv_ns)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -25,6 +24,7 @@ from tickstrata.collector.settings import CollectorSettings
 from tickstrata.collector.validation import MAX_FRAME_BYTES, InvalidPayloadError, Reason
 from tickstrata.collector.venues.base import Channel, ConnectionSpec, ControlKind, DepthDiff, VenueAdapter
 from tickstrata.common.backoff import Backoff
+from tickstrata.common.clock import market_time_ns
 from tickstrata.common.events import DataType, Gap, GapKind, Quarantine, Quote, Trade, data_type_of
 
 logger = logging.getLogger(__name__)
@@ -338,7 +338,7 @@ class Feed:
             body = b""
             try:
                 body = await self._rest.get(request.path, request.params, weight=request.weight)
-                snapshot = self._adapter.parse_depth_snapshot(body, symbol, time.time_ns())
+                snapshot = self._adapter.parse_depth_snapshot(body, symbol, market_time_ns())
             except BodyRefusedError as refused:
                 reason = _BODY_REASONS.get(refused.kind, Reason.MALFORMED_JSON)
                 await self._snapshot_failed(symbol, refused, reason, refused.head)
@@ -378,7 +378,7 @@ class Feed:
                 exchange=self.exchange,
                 reason=reason.value,
                 detail=f"depth snapshot: {error}"[:DETAIL_LIMIT],
-                ts_recv_ns=time.time_ns(),
+                ts_recv_ns=market_time_ns(),
                 data_type=DataType.BOOKS,
                 symbol=symbol,
             )
@@ -387,7 +387,7 @@ class Feed:
         asyncio.get_running_loop().call_later(delay_secs, self._request_snapshot, symbol)
 
     async def _publish_book(self, symbol: str) -> None:
-        snapshot = self.books[symbol].snapshot_event(self.exchange, self._settings.book_levels, time.time_ns())
+        snapshot = self.books[symbol].snapshot_event(self.exchange, self._settings.book_levels, market_time_ns())
         if snapshot is not None:
             await self._publisher.put(snapshot)
 
@@ -401,5 +401,5 @@ class Feed:
 
     def flush_open_gaps(self) -> list[Gap]:
         """Windows still open at shutdown close now: their end is the moment we stopped listening."""
-        now_ns = time.time_ns()
+        now_ns = market_time_ns()
         return [gap for tracker in self._trackers for gap in tracker.flush(now_ns, now_ns)]

@@ -33,6 +33,7 @@ from opentelemetry import metrics, trace
 
 from tickstrata.collector.drops import DropLedger, is_droppable
 from tickstrata.common.backoff import Backoff
+from tickstrata.common.clock import market_time_ns
 from tickstrata.common.events import BookSnapshot, Event, Quote, Trade
 from tickstrata.common.redis_connection import is_redis_full
 from tickstrata.common.streams import (
@@ -166,7 +167,7 @@ class Publisher:
         while True:
             if self._drops:
                 # Redis takes writes again (or did until now): publish what was let go, with its exact windows.
-                batch = [*batch, *self._drops.take_gaps(now_ns=time.time_ns(), reason=DROP_REASON)]
+                batch = [*batch, *self._drops.take_gaps(now_ns=market_time_ns(), reason=DROP_REASON)]
             try:
                 await self._publish(batch)
                 return
@@ -232,7 +233,7 @@ class Publisher:
         if quarantine_entries and int(replies[-1]) >= self._quarantine_max_entries:
             # At the cap every quarantine entry added pushed an older one out.
             self._quarantine_trimmed.add(quarantine_entries, {"exchange": self._exchange})
-        now_ns = time.time_ns()
+        now_ns = market_time_ns()
         for trade in latest.values():
             self._cache_latency_ms.record((now_ns - trade.ts_event_ns) / 1e6)
         self.published_events += len(batch)

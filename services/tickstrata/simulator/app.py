@@ -8,11 +8,12 @@ import logging
 import ssl
 from typing import ClassVar
 
+from tickstrata.common.clock import market_speed, market_time_ms
 from tickstrata.common.health import CheckResult
 from tickstrata.common.lifecycle import ServiceApp, ServiceContext
 from tickstrata.simulator.engine import EngineConfig, VenueEngine
 from tickstrata.simulator.faults import FaultRecord, FaultSpec, load_scenario
-from tickstrata.simulator.host import VenueHost, wall_clock_ms
+from tickstrata.simulator.host import VenueHost
 from tickstrata.simulator.instruments import Venue
 from tickstrata.simulator.replay import CaptureRecorder, load_capture, replay
 from tickstrata.simulator.settings import SimulatorSettings
@@ -35,6 +36,7 @@ def engine_config(settings: SimulatorSettings, venue: Venue) -> EngineConfig:
             settings.spot_weight_limit_per_min if venue is Venue.SPOT else settings.usdm_weight_limit_per_min
         ),
         ban_secs=settings.ban_secs,
+        kline_push_ms=settings.kline_push_ms,
     )
 
 
@@ -66,7 +68,7 @@ class SimulatorApp(ServiceApp[SimulatorSettings]):
         """Apply `spec` now to the host it names, or to both (`all`); `default_venue` is the host that was asked."""
         del default_venue  # the control endpoint already filled the venue in when the request left it out
         targets = list(self.hosts.values()) if spec.venue == "all" else [self.hosts[spec.venue]]
-        now = wall_clock_ms()
+        now = market_time_ms()
         records = [host.engine.apply_fault(spec, now) for host in targets]
         logger.info("fault applied", extra={"fault": spec.model_dump(exclude_none=True), "hosts": len(targets)})
         return records
@@ -74,7 +76,7 @@ class SimulatorApp(ServiceApp[SimulatorSettings]):
     async def start_hosts(self) -> None:
         """Start both venue hosts (and the recorder); `start` adds scenario, replay and readiness on top."""
         settings = self.settings
-        start_ms = wall_clock_ms()
+        start_ms = market_time_ms()
         ssl_context = self._ssl_context()
         if settings.record_file is not None:
             self._recorder = CaptureRecorder(settings.record_file)
@@ -145,8 +147,9 @@ class SimulatorApp(ServiceApp[SimulatorSettings]):
         assert self.settings.scenario_file is not None
         specs = sorted(load_scenario(self.settings.scenario_file), key=lambda s: s.at_secs or 0.0)
         started = asyncio.get_running_loop().time()
+        speed = market_speed()  # `at_secs` is market time: under a scaled clock it passes `speed` times faster
         for spec in specs:
-            delay = (spec.at_secs or 0.0) - (asyncio.get_running_loop().time() - started)
+            delay = (spec.at_secs or 0.0) / speed - (asyncio.get_running_loop().time() - started)
             if delay > 0:
                 await asyncio.sleep(delay)
             try:

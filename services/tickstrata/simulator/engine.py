@@ -35,6 +35,7 @@ class EngineConfig:
     empty_kline_mode: EmptyKlineMode = "flat"
     weight_limit_per_min: int | None = None  # None: the venue's own (6000 spot, 2400 USD-M)
     ban_secs: int = 120
+    kline_push_ms: int = KLINE_PUSH_MS  # in-progress kline updates; a closed kline goes out at its minute's end
 
 
 class Subscriber(Protocol):
@@ -114,7 +115,7 @@ class VenueEngine:
             for channel, cadence in cadences.items()
         }
         self._top: dict[str, tuple[tuple[int, int] | None, tuple[int, int] | None]] = {}
-        self._last_kline_push = start_ms // KLINE_PUSH_MS
+        self._last_kline_push = start_ms // config.kline_push_ms
         self._last_mark_sec = start_ms // 1000
         self.now_ms = start_ms
         self.recorder: Recorder | None = None
@@ -184,8 +185,8 @@ class VenueEngine:
         if now_ms <= self.now_ms or self.replay_mode:
             return
         self.now_ms = now_ms
-        kline_push = now_ms // KLINE_PUSH_MS != self._last_kline_push
-        self._last_kline_push = now_ms // KLINE_PUSH_MS
+        kline_push = now_ms // self.config.kline_push_ms != self._last_kline_push
+        self._last_kline_push = now_ms // self.config.kline_push_ms
         mark_sec = now_ms // 1000
         mark_push = self.venue is Venue.USDM and mark_sec != self._last_mark_sec
         self._last_mark_sec = mark_sec
@@ -356,7 +357,7 @@ class VenueEngine:
 
     # ----------------------------------------------------------------------------------------------- state
 
-    def state(self, now_ms: int) -> dict[str, Any]:
+    def state(self, now_ms: int, *, wall_ms: int | None = None) -> dict[str, Any]:
         self.tick(now_ms)
         symbols: dict[str, Any] = {}
         for symbol, market in self.markets.items():
@@ -383,7 +384,7 @@ class VenueEngine:
             "streams": {name: {"sent": s[0], "dropped": s[1]} for name, s in sorted(self.stream_stats.items())},
             "connections": [conn.describe() for conn in self.connections.values()],
             "rest": {
-                "used_weight_1m": self.limiter.used(now_ms),
+                "used_weight_1m": self.limiter.used(now_ms if wall_ms is None else wall_ms),
                 "limit_per_min": self.limiter.limit_per_min,
                 "backoff_until_ms": self.limiter.backoff_until_ms,
                 "banned_until_ms": self.limiter.banned_until_ms,

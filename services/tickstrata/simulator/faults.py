@@ -42,7 +42,8 @@ class FaultSpec(BaseModel):
     venue: VenueName = "all"
     """Which host suffers it; the control endpoint of a host defaults to that host."""
     at_secs: float | None = Field(default=None, ge=0)
-    """Scenario files: seconds after the simulator started; absent means now."""
+    """Scenario files: seconds of market time after the simulator started (wall seconds unless a scaled clock,
+    `TICKSTRATA_MARKET_CLOCK`, runs); absent means now."""
     stream: str | None = None
     """drop: the stream whose next `count` frames are lost (e.g. `btcusdt@aggTrade`)."""
     symbol: str | None = None

@@ -19,6 +19,7 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import ValidationError
 
+from tickstrata.common.clock import market_time_ms
 from tickstrata.simulator.engine import VenueEngine
 from tickstrata.simulator.faults import FaultRecord, FaultSpec, parse_faults
 from tickstrata.simulator.instruments import Venue
@@ -48,7 +49,7 @@ class VenueHost:
         tick_ms: int,
         fault_sink: FaultSink,
         ssl_context: ssl.SSLContext | None = None,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Callable[[], int] = market_time_ms,
     ) -> None:
         self.engine = engine
         self._policy = policy
@@ -81,7 +82,7 @@ class VenueHost:
                     web.get(f"/{route}/ws/{{streams:.+}}", self._ws_handler(route, combined=False)),
                     web.get(f"/{route}/stream", self._ws_handler(route, combined=True)),
                 ]
-        routes += RestApi(self.engine, self._clock).routes()
+        routes += RestApi(self.engine, self._clock, wall_clock_ms).routes()
         routes += [
             web.post("/_sim/faults", self._post_faults),
             web.get("/_sim/faults", self._get_faults),
@@ -138,6 +139,7 @@ class VenueHost:
                 combined=combined,
                 policy=self._policy,
                 clock=self._clock,
+                wall_clock=wall_clock_ms,
             )
             self._connections.add(conn)
             try:
@@ -171,4 +173,4 @@ class VenueHost:
         return web.json_response({"faults": [record.as_json() for record in self.engine.faults]})
 
     async def _get_state(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.engine.state(self._clock()))
+        return web.json_response(self.engine.state(self._clock(), wall_ms=wall_clock_ms()))

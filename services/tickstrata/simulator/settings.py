@@ -52,6 +52,9 @@ class SimulatorSettings(ServiceSettings):
     empty_kline_mode: Literal["flat", "skip"] = "flat"
     """A minute without trades: a flat zero-volume candle (Binance spot), or no candle at all (WS and REST)."""
 
+    kline_push_ms: int = Field(default=2000, ge=100)
+    """How often an in-progress 1-minute kline is pushed (Binance: about every 2 s); closed klines always go out."""
+
     tick_ms: int = Field(default=20, ge=1, le=1000)
     """How often the markets advance and frames go out."""
 

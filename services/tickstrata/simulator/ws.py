@@ -65,6 +65,7 @@ class WsConnection:
         combined: bool,
         policy: WsPolicy,
         clock: Callable[[], int],
+        wall_clock: Callable[[], int],
     ) -> None:
         self.id = conn_id
         self.combined = combined
@@ -73,9 +74,10 @@ class WsConnection:
         self._request = request
         self._route = route
         self._policy = policy
-        self._clock = clock
+        self._clock = clock  # market time: event stamps and silent spells
+        self._wall_clock = wall_clock  # pings, pong deadlines, message rates, lifetime: real seconds, always
         self.path = request.path_qs
-        self.opened_ms = clock()
+        self.opened_ms = wall_clock()
         self.streams: list[str] = []
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=policy.queue_limit)
         self._incoming: deque[int] = deque()
@@ -188,7 +190,7 @@ class WsConnection:
                     self.deliver(frames.encode(reply))
 
     def _count_incoming(self) -> bool:
-        now = self._clock()
+        now = self._wall_clock()
         self._incoming.append(now)
         while self._incoming and self._incoming[0] <= now - 1000:
             self._incoming.popleft()
@@ -207,8 +209,8 @@ class WsConnection:
         policy = self._policy
         while not self._ws.closed:
             await asyncio.sleep(_KEEPER_PERIOD_SECS)
-            now = self._clock()
-            if self._silent_until_ms is not None and now >= self._silent_until_ms:
+            now = self._wall_clock()
+            if self._silent_until_ms is not None and self._clock() >= self._silent_until_ms:
                 self.silent, self._silent_until_ms = False, None
             if self.silent:
                 continue

@@ -28,6 +28,7 @@ import grpc
 from tickstrata.backfill.v1 import backfill_service_pb2 as pb
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc as pb_grpc
 from tickstrata.common.backoff import backoff_delay_secs
+from tickstrata.common.clock import market_time_ns
 from tickstrata.common.events import DataType
 from tickstrata.marketdata.v1 import market_data_pb2 as md
 from tickstrata.validator.book import BackfillAsk, LedgerBook
@@ -86,7 +87,7 @@ class BackfillDriver:
         config: DriverConfig | None = None,
         *,
         routes: RoutesReader | None = None,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock_ns: Callable[[], int] = market_time_ns,
     ) -> None:
         self._book = book
         self._addresses = dict(addresses)

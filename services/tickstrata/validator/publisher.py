@@ -4,7 +4,6 @@ operator's backfill routes in."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -12,6 +11,7 @@ import redis.asyncio as aioredis
 from opentelemetry import metrics
 
 from tickstrata.common.backfill_routes import BACKFILL_ROUTES_PREFIX, parse_address
+from tickstrata.common.clock import market_time_ns
 from tickstrata.common.completeness import (
     FIELD_UPDATED_NS,
     FIELD_WINDOW_SECS,
@@ -33,7 +33,7 @@ class CompletenessPublisher:
         *,
         window_secs: int,
         meter: metrics.Meter | None = None,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock_ns: Callable[[], int] = market_time_ns,
     ) -> None:
         self._redis = redis
         self._book = book
