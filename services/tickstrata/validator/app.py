@@ -10,11 +10,14 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tickstrata.common.clock import market_time_ns
 from tickstrata.common.grpc_app import GrpcRedisApp
 from tickstrata.common.grpc_server import Registrar
 from tickstrata.common.health import CheckResult
@@ -43,7 +46,11 @@ class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
     def __init__(self, settings: ValidatorSettings) -> None:
         super().__init__(settings)
         self.book = LedgerBook(
-            BookConfig(grace_ns=int(settings.grace_secs * NS_PER_SEC), max_ask_minutes=settings.max_ask_minutes)
+            BookConfig(
+                grace_ns=int(settings.grace_secs * NS_PER_SEC),
+                max_ask_minutes=settings.max_ask_minutes,
+                volume_matches_trades_exchanges=settings.volume_matching_exchanges(),
+            )
         )
         self.store = QualityStore(settings.questdb_http_url)
         self._stop = asyncio.Event()
@@ -108,7 +115,7 @@ class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
         await asyncio.gather(consumer.run(), driver.run(self._stop), self._tick(consumer, publisher))
 
     async def _restore(self) -> None:
-        since_ns = time.time_ns() - int(self.settings.horizon_hours * 3600 * NS_PER_SEC)
+        since_ns = market_time_ns() - int(self.settings.horizon_hours * 3600 * NS_PER_SEC)
         buckets = await self.store.load_buckets(since_ns)
         firsts: dict[tuple[str, str], int] = {}
         for row in buckets:
@@ -128,9 +135,12 @@ class ValidatorApp(GrpcRedisApp[ValidatorSettings]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.settings.flush_interval_secs)
             try:
-                await consumer.flush(consumer.watch.check(time.time_ns()), stop_requested=self._stop.is_set)
+                await consumer.flush(consumer.watch.check(market_time_ns()), stop_requested=self._stop.is_set)
                 await publisher.publish()
-                self.book.forget_before(time.time_ns() - horizon_ns)
+                self.book.forget_before(market_time_ns() - horizon_ns)
+            except (RedisConnectionError, RedisTimeoutError) as error:
+                # Redis away (restarting, loading its AOF): expected, and the next tick publishes again.
+                logger.warning("Redis unavailable; completeness not published", extra={"error": f"{error!r}"[:200]})
             except Exception:  # the next tick tries again; the consumer keeps the entries meanwhile
                 logger.exception("validator tick failed")
 

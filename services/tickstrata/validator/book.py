@@ -21,6 +21,7 @@ from tickstrata.validator.ledger import (
     MINUTE_NS,
     PROVEN_TYPES,
     BucketRecord,
+    Expectations,
     Finding,
     Revision,
     SymbolLedger,
@@ -64,6 +65,11 @@ class BookConfig:
     """How long after a minute ends its data may still arrive (closed candles come a little after the minute)."""
     max_ask_minutes: int = 360
     """The longest window one backfill asks for (smaller asks share the venue's weight budget fairly)."""
+    volume_matches_trades_exchanges: frozenset[str] = frozenset()
+    """Exchanges whose candle volume is exactly the sum of their trades' sizes (``Expectations``)."""
+    edge_run_minutes: int = 10
+    """A run of missing minutes that reaches the newest judged minute (an outage still going on) is asked for
+    once it is this long or has stopped growing: one ask per run, not one per minute of a long outage."""
 
 
 MAX_FLUSH_MINUTES: Final = 7 * 24 * 60
@@ -77,8 +83,20 @@ class LedgerBook:
         self.caught_up_ns = 0
         """The last time the consumer had read everything the streams held: nothing older is still unread."""
         self._persisted: dict[InstrumentKey, dict[int, BucketState]] = {}
+        """Per instrument and minute: the state last judged (and handed out to be persisted)."""
         self._checked_through: dict[InstrumentKey, int] = {}
         """Per instrument: every minute before this is final and its final state persisted."""
+        self._judged_through: dict[InstrumentKey, int] = {}
+        """Per instrument: every minute before this was judged once the watermark passed it; later changes come
+        only through observations (which mark a minute dirty), so each flush judges the dirty and the new."""
+        self._expect: dict[InstrumentKey, Expectations] = {}
+        self._missing: dict[InstrumentKey, set[int]] = {}
+        """Per instrument: the minutes last judged missing (what ``plan_backfills`` looks at)."""
+        self._unflushed: dict[tuple[InstrumentKey, int], BucketRow] = {}
+        self._gap_cursor: dict[str, int] = {}
+        """Per open gap: every minute it touches before this is settled (its resolution scans on from here)."""
+        self._gap_given_up: set[str] = set()
+        """Open gaps with a minute the venue cannot supply (they end unrecoverable)."""
 
     # ---- instruments -----------------------------------------------------------------------------------------
 
@@ -89,9 +107,10 @@ class LedgerBook:
             # Judged from the minute of the first observation; that minute was only partly watched, so it needs
             # the venue's word like a minute a gap touched.
             first = minute_of(first_seen_ns)
-            book = self.ledgers[key] = SymbolLedger(exchange, symbol, first)
-            self._persisted[key] = {}
-            self._checked_through[key] = first
+            book = self.ledgers[key] = SymbolLedger(
+                exchange, symbol, first, volume_matches_trades=exchange in self.config.volume_matches_trades_exchanges
+            )
+            self._track(key, first)
             for data_type in PROVEN_TYPES:
                 book.observe_gap(data_type, first, first + 1)
             # A feed-wide gap read before this symbol's first event (the gap stream has its own consumer) still
@@ -103,10 +122,20 @@ class LedgerBook:
     def restore(self, exchange: str, symbol: str, first_minute_ns: int) -> SymbolLedger:
         """Re-create an instrument's ledger from the store at start-up (rows are restored by the caller)."""
         key = (exchange, symbol)
-        book = self.ledgers[key] = SymbolLedger(exchange, symbol, first_minute_ns)
+        book = self.ledgers[key] = SymbolLedger(
+            exchange,
+            symbol,
+            first_minute_ns,
+            volume_matches_trades=exchange in self.config.volume_matches_trades_exchanges,
+        )
+        self._track(key, first_minute_ns)
+        return book
+
+    def _track(self, key: InstrumentKey, first_minute_ns: int) -> None:
         self._persisted[key] = {}
         self._checked_through[key] = first_minute_ns
-        return book
+        self._judged_through[key] = first_minute_ns
+        self._missing[key] = set()
 
     def mark_persisted(self, exchange: str, symbol: str, minute_start_ns: int, state: BucketState) -> None:
         self._persisted[(exchange, symbol)][minute_start_ns] = state
@@ -121,7 +150,7 @@ class LedgerBook:
 
     def observe_trade(self, trade: Trade) -> None:
         self.ledger(trade.exchange, trade.symbol, trade.ts_event_ns).observe_trade(
-            trade.ts_event_ns, backfilled=trade.backfilled
+            trade.ts_event_ns, backfilled=trade.backfilled, size=trade.size
         )
 
     def observe_candle(self, candle: Candle) -> Revision | None:
@@ -170,27 +199,44 @@ class LedgerBook:
 
     def flush_rows(self, now_ns: int) -> list[BucketRow]:
         """Rows whose record or state changed since the last flush (the caller persists them, then they count)."""
-        watermark = self.watermark_ns(now_ns)
-        rows: list[BucketRow] = []
-        for key, book in self.ledgers.items():
-            persisted = self._persisted[key]
-            dirty = {minute for minute, _ in book.take_dirty()}
-            start = self._checked_through[key]
-            end = min(minute_of(watermark), start + MAX_FLUSH_MINUTES * MINUTE_NS)  # minutes ended by the watermark
-            settled_prefix = True
-            for minute in sorted(dirty.union(range(start, max(start, end), MINUTE_NS))):
-                record = book.record(minute)
-                state = classify(record, minute, watermark)
-                if minute >= start and settled_prefix:
-                    # The pointer passes final minutes and those the venue cannot supply (kept missing).
-                    settled_prefix = state in FINAL_STATES or (state is BucketState.MISSING and record.given_up)
-                    if settled_prefix:
-                        self._checked_through[key] = minute + MINUTE_NS
-                if persisted.get(minute) is not state or minute in dirty:
-                    rows.append(BucketRow(key[0], key[1], minute, state, record))
-                    persisted[minute] = state
+        self._judge(now_ns)
+        rows = list(self._unflushed.values())
+        self._unflushed.clear()
         self._resolve_gaps(now_ns)
         return rows
+
+    def _judge(self, now_ns: int) -> None:
+        """Classify what may have changed: minutes observed since (dirty) and minutes the watermark has passed."""
+        watermark = self.watermark_ns(now_ns)
+        for key, book in self.ledgers.items():
+            persisted, missing = self._persisted[key], self._missing[key]
+            expect = book.expect
+            if self._expect.get(key) != expect:  # a type carried for the first time: judge every open minute again
+                self._expect[key] = expect
+                self._judged_through[key] = min(self._judged_through[key], self._checked_through[key])
+            dirty = {minute for minute, _ in book.take_dirty()}
+            start = self._judged_through[key]
+            end = max(start, min(minute_of(watermark), start + MAX_FLUSH_MINUTES * MINUTE_NS))
+            for minute in sorted(dirty.union(range(start, end, MINUTE_NS))):
+                record = book.record(minute)
+                state = classify(record, minute, watermark, expect)
+                if state is BucketState.MISSING:
+                    missing.add(minute)
+                else:
+                    missing.discard(minute)
+                if persisted.get(minute) is not state or minute in dirty:
+                    self._unflushed[(key, minute)] = BucketRow(key[0], key[1], minute, state, record)
+                    persisted[minute] = state
+            self._judged_through[key] = end
+            # The settled prefix passes final minutes and those the venue cannot supply (kept missing).
+            checked = self._checked_through[key]
+            while checked < end and self._settled(book, persisted.get(checked), checked):
+                checked += MINUTE_NS
+            self._checked_through[key] = checked
+
+    @staticmethod
+    def _settled(book: SymbolLedger, state: BucketState | None, minute: int) -> bool:
+        return state in FINAL_STATES or (state is BucketState.MISSING and book.record(minute).given_up)
 
     def forget_before(self, minute_start_ns: int) -> None:
         """Drop what is persisted and settled before ``minute_start_ns`` (the in-memory horizon)."""
@@ -204,47 +250,63 @@ class LedgerBook:
         self.gaps.forget_closed_before(minute_start_ns)
 
     def _resolve_gaps(self, now_ns: int) -> None:
+        """Close the gaps whose every minute is settled. Each gap scans on from where it stopped last time, so the
+        cost per flush follows what changed, not how many minutes the open gaps span."""
         watermark = self.watermark_ns(now_ns)
+        by_exchange: dict[str, list[InstrumentKey]] = {}
+        for key in self.ledgers:
+            by_exchange.setdefault(key[0], []).append(key)
         for gap in list(self.gaps.open_gaps()):
             if gap.data_type not in PROVEN_TYPES:
                 # Quotes, books and funding have no REST history to fetch: the loss stands, recorded as such.
                 self.gaps.update(gap.gap_id, state=GapState.UNRECOVERABLE, now_ns=now_ns)
                 continue
-            final = fetching = given_up = 0
-            total = 0
-            for (exchange, symbol), book in self.ledgers.items():
-                if exchange != gap.exchange or not gap.covers(symbol):
+            cursor = self._gap_cursor.get(gap.gap_id, minute_of(gap.start_ns))
+            touched = unsettled = False
+            next_cursor, fetching = gap.end_ns, False
+            for key in by_exchange.get(gap.exchange, []):
+                if not gap.covers(key[1]):
                     continue
-                for minute in minutes_touching(max(gap.start_ns, book.first_minute_ns), gap.end_ns):
-                    record = book.record(minute)
-                    state = classify(record, minute, watermark)
-                    total += 1
-                    final += state in FINAL_STATES
-                    fetching += bool(record.in_flight)
-                    given_up += state is BucketState.MISSING and record.given_up
-            if final == total and (total or gap.end_ns <= watermark):
-                # All its minutes accounted for — or it touches none the ledger tracks (it ended before any of its
-                # symbols was first seen): nothing it could have lost is counted anywhere.
-                self.gaps.update(gap.gap_id, state=GapState.RESOLVED, now_ns=now_ns)
-            elif total and final + given_up == total:
-                self.gaps.update(gap.gap_id, state=GapState.UNRECOVERABLE, now_ns=now_ns)
-            elif fetching and gap.state is GapState.OPEN:
-                self.gaps.update(gap.gap_id, state=GapState.BACKFILLING, now_ns=now_ns)
+                book, persisted = self.ledgers[key], self._persisted[key]
+                for minute in minutes_touching(max(cursor, gap.start_ns, book.first_minute_ns), gap.end_ns):
+                    touched = True
+                    state = persisted.get(minute)
+                    if not self._settled(book, state, minute):
+                        unsettled = True
+                        next_cursor = min(next_cursor, minute)
+                        fetching = fetching or bool(book.record(minute).in_flight)
+                        break
+                    if state is BucketState.MISSING:
+                        self._gap_given_up.add(gap.gap_id)
+            if unsettled:
+                self._gap_cursor[gap.gap_id] = next_cursor
+                if fetching and gap.state is GapState.OPEN:
+                    self.gaps.update(gap.gap_id, state=GapState.BACKFILLING, now_ns=now_ns)
+                continue
+            if not touched and gap.end_ns > watermark:
+                continue  # touches no minute the ledger tracks yet, and may still: wait for the watermark
+            # All its minutes accounted for — or it touches none the ledger tracks (it ended before any of its
+            # symbols was first seen): nothing it could have lost is counted anywhere.
+            given_up = gap.gap_id in self._gap_given_up
+            self.gaps.update(gap.gap_id, state=GapState.UNRECOVERABLE if given_up else GapState.RESOLVED, now_ns=now_ns)
+            self._gap_cursor.pop(gap.gap_id, None)
+            self._gap_given_up.discard(gap.gap_id)
 
     # ---- backfill planning -----------------------------------------------------------------------------------
 
     def plan_backfills(self, now_ns: int, *, busy: set[str]) -> list[BackfillAsk]:
         """Windows of missing minutes to fetch, per data type; `busy` holds the keys of asks still running."""
+        self._judge(now_ns)
         watermark = self.watermark_ns(now_ns)
         asks: list[BackfillAsk] = []
         for (exchange, symbol), book in self.ledgers.items():
             runs: dict[DataType, list[int]] = {data_type: [] for data_type in PROVEN_TYPES}
-            start = self._checked_through[(exchange, symbol)]
-            for minute in range(start, minute_of(watermark) + MINUTE_NS, MINUTE_NS):
+            newest = self._judged_through[(exchange, symbol)] - MINUTE_NS
+            for minute in sorted(self._missing[(exchange, symbol)]):
                 record = book.record(minute)
-                if classify(record, minute, watermark) is not BucketState.MISSING:
+                if classify(record, minute, watermark, book.expect) is not BucketState.MISSING:
                     continue
-                for data_type in record.needs_proof():
+                for data_type in record.needs_proof(book.expect):
                     finding = record.finding(data_type)
                     arrived = finding is not Finding.DATA or record.backfilled_rows(data_type) > 0
                     wanted = finding is Finding.NONE or not arrived
@@ -252,8 +314,9 @@ class LedgerBook:
                         runs[data_type].append(minute)
             for data_type, minutes in runs.items():
                 for first, last in _runs(minutes, self.config.max_ask_minutes):
+                    growing = last >= newest and (last - first) // MINUTE_NS + 1 < self.config.edge_run_minutes
                     ask = BackfillAsk(exchange, symbol, data_type, first, last + MINUTE_NS)
-                    if ask.key in busy:
+                    if growing or ask.key in busy:
                         continue
                     asks.append(ask)
                     if not any(book.record(m).suspect for m in range(first, last + MINUTE_NS, MINUTE_NS)):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,8 +19,9 @@ import redis.asyncio as aioredis
 from opentelemetry import metrics
 
 from tickstrata.common.backoff import Backoff
+from tickstrata.common.clock import market_time_ns
 from tickstrata.common.consumer_group import AbandonBatch, BatchOutcome, ConsumerGroup, Delivered, GroupConfig
-from tickstrata.common.events import Candle, DataType, Gap, Trade
+from tickstrata.common.events import Candle, DataType, Gap, GapKind, Trade
 from tickstrata.common.streams import (
     GAP_STREAM,
     VALIDATOR_GROUP,
@@ -33,7 +33,7 @@ from tickstrata.common.streams import (
 from tickstrata.validator.book import LedgerBook
 from tickstrata.validator.rules import Violation, ViolationKind
 from tickstrata.validator.rules_candles import candle_window, check_candle
-from tickstrata.validator.rules_series import SeriesChecker
+from tickstrata.validator.rules_series import SeriesChecker, reveals_missing_ids
 from tickstrata.validator.store import QualityStore
 from tickstrata.validator.watch import Watch
 
@@ -69,7 +69,7 @@ class ValidatorConsumer:
         *,
         watch: Watch | None = None,
         meter: metrics.Meter | None = None,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock_ns: Callable[[], int] = market_time_ns,
     ) -> None:
         self._book = book
         self._store = store
@@ -137,7 +137,14 @@ class ValidatorConsumer:
                 # A backfill republishes trades the live stream may already have carried, by design (the hot tier
                 # deduplicates): neither a duplicate nor a break in the live series.
                 return []
-            return self._checker(event.exchange, event.symbol).check(event)
+            found = self._checker(event.exchange, event.symbol).check(event)
+            for violation in found:
+                if reveals_missing_ids(violation):
+                    # Ids skipped that no collector reported (a collector killed with trades in its queue, entries a
+                    # Redis crash lost before anyone read them): the minutes around them are only partly here, so
+                    # they are a gap to repair, not only a violation. A report of the same window is the same gap.
+                    self._book.observe_gap(trade_id_gap(violation, now_ns), now_ns)
+            return found
         if isinstance(event, Candle):
             found = check_candle(event)
             revision = self._book.observe_candle(event)
@@ -184,3 +191,17 @@ class ValidatorConsumer:
                         "QuestDB write failed; retrying", extra={"error": f"{type(error).__name__}: {error}"}
                     )
                     await asyncio.sleep(backoff.next_delay_secs())
+
+
+def trade_id_gap(violation: Violation, now_ns: int) -> Gap:
+    """The gap a ``trade_id_gap`` violation reveals, shaped as a collector reports one (same window, same kind)."""
+    return Gap(
+        exchange=violation.exchange,
+        data_type=DataType.TRADES,
+        symbol=violation.symbol,
+        kind=GapKind.TRADE_ID,
+        start_ns=violation.start_ns,
+        end_ns=violation.end_ns,
+        cause=f"seen by the validator: {violation.detail}",
+        ts_recv_ns=now_ns,
+    )

@@ -87,7 +87,7 @@ def scan_record(
         kind=SCAN_KIND,
         start_ns=start_ns,
         end_ns=end_ns,
-        cause="no data and no report for these minutes",
+        cause="data missing from these minutes (none, or trades without their candle) and no loss reported",
         state=GapState.OPEN,
         backfill_job_id="",
         ts_detected_ns=ts_detected_ns,

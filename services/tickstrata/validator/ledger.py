@@ -35,6 +35,17 @@ PROVEN_TYPES: Final = (DataType.TRADES, DataType.CANDLES)
 """The data types a bucket's completeness is about (quotes, books and funding have no per-minute proof)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Expectations:
+    """What an instrument's live data must hold for a minute to count as complete without the venue's word."""
+
+    carried: frozenset[DataType] = frozenset(PROVEN_TYPES)
+    """The proven types its live stream carries (a feed without candles is not asked for them)."""
+    volume_matches_trades: bool = False
+    """The venue's 1-minute candle volume is exactly the sum of its trades' sizes (Binance): live trades that
+    fall short of the candle lost some in transit, even with no gap reported (a loss that outlived the feed)."""
+
+
 class Finding(enum.StrEnum):
     """What the venue's REST history said of one minute of one data type (BackfillService's BucketFinding)."""
 
@@ -88,6 +99,12 @@ class BucketRecord:
     """Everything observed about one bucket. Mutable; owned by one ``SymbolLedger``."""
 
     live_rows: int = 0
+    live_trades: int | None = None
+    """Live trades observed; None for a record restored from the store, which keeps only ``live_rows``."""
+    live_candles: int | None = None
+    """Closed candles observed on the live stream, empty ones included; None for a restored record."""
+    live_volume: Decimal | None = None
+    """Sum of the live trades' sizes; None for a restored record or when a trade came without its size."""
     backfilled_trades: int = 0
     backfilled_candles: int = 0
     suspect: set[DataType] = field(default_factory=set)
@@ -102,23 +119,36 @@ class BucketRecord:
     def finding(self, data_type: DataType) -> Finding:
         return self.findings.get(data_type, Finding.NONE)
 
-    def needs_proof(self) -> frozenset[DataType]:
-        """The data types whose venue finding decides this bucket; empty when the live stream suffices."""
-        if self.suspect:
-            return frozenset(self.suspect)
+    def needs_proof(self, expect: Expectations = Expectations()) -> frozenset[DataType]:
+        """The data types whose venue finding decides this bucket; empty when the live stream suffices.
+
+        Besides the types a gap touched: a minute that has trades but no closed candle, or a closed candle with
+        more volume than its live trades, lost some of it in transit even if no gap says so (a collector killed at
+        the minute's end, entries a Redis crash lost, a loss still running when the feed stopped)."""
         if self.live_rows == 0:
             return frozenset(PROVEN_TYPES)
-        return frozenset()
+        needed = set(self.suspect)
+        no_live_candle = self.live_candles == 0 if self.live_candles is not None else self.candle is None
+        if DataType.CANDLES in expect.carried and no_live_candle:
+            needed.add(DataType.CANDLES)
+        candle = self.candle
+        if DataType.TRADES in expect.carried and candle is not None and candle.volume > 0:
+            short = expect.volume_matches_trades and self.live_volume is not None and self.live_volume < candle.volume
+            if self.live_trades == 0 or short:
+                needed.add(DataType.TRADES)
+        return frozenset(needed)
 
     def backfilled_rows(self, data_type: DataType) -> int:
         return self.backfilled_trades if data_type is DataType.TRADES else self.backfilled_candles
 
 
-def classify(record: BucketRecord, minute_start_ns: int, watermark_ns: int) -> BucketState:
+def classify(
+    record: BucketRecord, minute_start_ns: int, watermark_ns: int, expect: Expectations = Expectations()
+) -> BucketState:
     """The state of one bucket (the rules in the module docstring)."""
     if minute_start_ns + MINUTE_NS > watermark_ns:
         return BucketState.PENDING
-    needed = record.needs_proof()
+    needed = record.needs_proof(expect)
     if not needed:
         return BucketState.PRESENT
     unresolved = BucketState.PENDING if record.in_flight & needed else BucketState.MISSING
@@ -159,24 +189,35 @@ class SymbolLedger:
     overwrite the complete persisted one.
     """
 
-    def __init__(self, exchange: str, symbol: str, first_minute_ns: int) -> None:
+    def __init__(
+        self, exchange: str, symbol: str, first_minute_ns: int, *, volume_matches_trades: bool = False
+    ) -> None:
         self.exchange = exchange
+        self.volume_matches_trades = volume_matches_trades
         self.symbol = symbol
         self.first_minute_ns = minute_of(first_minute_ns)
         self.ignored_late = 0
         self._records: dict[int, BucketRecord] = {}
+        self._carried: set[DataType] = set()
         self.dirty: set[int] = set()
         """Minutes whose record changed since ``take_dirty``: the rows to persist."""
 
     def record(self, minute_start_ns: int) -> BucketRecord:
         record = self._records.get(minute_start_ns)
         if record is None:
-            record = self._records[minute_start_ns] = BucketRecord()
+            record = self._records[minute_start_ns] = BucketRecord(
+                live_trades=0, live_candles=0, live_volume=Decimal(0)
+            )
         return record
 
     def restore(self, minute_start_ns: int, record: BucketRecord) -> None:
         """Put back a record read from the store at start-up (already persisted: not dirty)."""
         self._records[minute_start_ns] = record
+
+    @property
+    def expect(self) -> Expectations:
+        """What its minutes must hold: the proven types its live stream has carried so far, and the venue's rule."""
+        return Expectations(frozenset(self._carried), self.volume_matches_trades)
 
     def tracks(self, ts_ns: int) -> bool:
         if ts_ns >= self.first_minute_ns:
@@ -190,7 +231,7 @@ class SymbolLedger:
 
     # ---- observations ---------------------------------------------------------------------------------------
 
-    def observe_trade(self, ts_event_ns: int, *, backfilled: bool) -> None:
+    def observe_trade(self, ts_event_ns: int, *, backfilled: bool, size: Decimal | None = None) -> None:
         if not self.tracks(ts_event_ns):
             return
         record = self._touch(minute_of(ts_event_ns))
@@ -198,6 +239,9 @@ class SymbolLedger:
             record.backfilled_trades += 1
         else:
             record.live_rows += 1
+            record.live_trades = (record.live_trades or 0) + 1
+            record.live_volume = None if size is None or record.live_volume is None else record.live_volume + size
+            self._carried.add(DataType.TRADES)
 
     def observe_candle(self, candle: Candle) -> Revision | None:
         """A closed 1-minute candle; returns the revision when it replaces different values."""
@@ -206,10 +250,13 @@ class SymbolLedger:
         record = self._touch(candle.open_time_ns)
         if candle.source is CandleSource.REST:
             record.backfilled_candles += 1
-        elif not is_empty_candle(candle):
-            # A zero-trade candle on the live stream is not data: the minute needs the venue's REST history to
-            # confirm it empty (exchange_empty), never a zero-volume row taken as "present".
-            record.live_rows += 1
+        else:
+            self._carried.add(DataType.CANDLES)
+            record.live_candles = (record.live_candles or 0) + 1
+            if not is_empty_candle(candle):
+                # A zero-trade candle on the live stream is not data: the minute needs the venue's REST history to
+                # confirm it empty (exchange_empty), never a zero-volume row taken as "present".
+                record.live_rows += 1
         values = CandleValues.of(candle)
         previous, record.candle = record.candle, values
         if previous is not None and previous.differences(values):
@@ -254,7 +301,7 @@ class SymbolLedger:
     def states(self, start_ns: int, end_ns: int, watermark_ns: int) -> Iterator[tuple[int, BucketState]]:
         empty = BucketRecord()
         for minute in self.minutes(start_ns, end_ns):
-            yield minute, classify(self._records.get(minute, empty), minute, watermark_ns)
+            yield minute, classify(self._records.get(minute, empty), minute, watermark_ns, self.expect)
 
     def counts(self, start_ns: int, end_ns: int, watermark_ns: int) -> BucketCounts:
         return BucketCounts.of(state for _, state in self.states(start_ns, end_ns, watermark_ns))

@@ -21,6 +21,7 @@ from tickstrata.common.events import Candle, CandleSource, DataType, MarketDataE
 from tickstrata.validator.rules import Violation, ViolationKind, event_window
 from tickstrata.validator.rules_candles import candle_revision, candle_window, same_values
 
+_MISSING: Final = " missing"
 DEFAULT_MEMORY_LIMIT: Final = 10_000
 """Trade ids (or closed candles) remembered for duplicate detection: minutes of a busy pair's trades."""
 
@@ -162,7 +163,7 @@ class SeriesChecker:
         ids = f"id {first}" if first == last else f"ids {first}..{last}"
         # The trade after the gap may carry an older time than the one before it; the window still covers both.
         start_ns, end_ns = min(before_ns, after_ns), max(before_ns, after_ns) + 1
-        return self._violation(ViolationKind.TRADE_ID_GAP, (start_ns, end_ns), f"{ids} missing ({last - first + 1})")
+        return self._violation(ViolationKind.TRADE_ID_GAP, (start_ns, end_ns), f"{ids}{_MISSING} ({last - first + 1})")
 
     def _non_monotonic(self, window: tuple[int, int], reasons: list[str], *, subject: str = "") -> Violation:
         return self._violation(ViolationKind.NON_MONOTONIC_TIME, window, subject + "; ".join(reasons))
@@ -174,3 +175,8 @@ class SeriesChecker:
 def _decimal_id(trade_id: str) -> int | None:
     # isdigit alone accepts other scripts' digits ("١٢"), which int() would also parse.
     return int(trade_id) if trade_id.isascii() and trade_id.isdigit() else None
+
+
+def reveals_missing_ids(violation: Violation) -> bool:
+    """A ``trade_id_gap`` that names skipped ids (not an id continuity cannot be judged by): data to repair."""
+    return violation.kind is ViolationKind.TRADE_ID_GAP and f"{_MISSING} (" in violation.detail

@@ -71,6 +71,10 @@ class ValidatorSettings(GrpcRedisSettings):
     sequential_trade_id_exchanges: str = "binance,binance-usdm"
     """Exchanges whose trade ids are consecutive integers per symbol: their trade-id continuity is checked."""
 
+    volume_matches_trades_exchanges: str = "binance,binance-usdm"
+    """Exchanges whose 1-minute candle volume is exactly the sum of their trades' sizes: a minute whose live trades
+    fall short of its candle is asked of the venue, even with no gap reported."""
+
     stale_after_secs: float = Field(default=120.0, gt=0)
     """An instrument that was trading and is quiet longer than this is a `stale` violation (once per spell)."""
 
@@ -89,7 +93,7 @@ class ValidatorSettings(GrpcRedisSettings):
         parse_backfill_addresses(value)
         return value
 
-    @field_validator("sequential_trade_id_exchanges")
+    @field_validator("sequential_trade_id_exchanges", "volume_matches_trades_exchanges")
     @classmethod
     def _exchanges(cls, value: str) -> str:
         for exchange in (part.strip() for part in value.split(",")):
@@ -101,4 +105,11 @@ class ValidatorSettings(GrpcRedisSettings):
         return parse_backfill_addresses(self.backfill_addresses)
 
     def sequential_exchanges(self) -> frozenset[str]:
-        return frozenset(part.strip() for part in self.sequential_trade_id_exchanges.split(",") if part.strip())
+        return _exchange_set(self.sequential_trade_id_exchanges)
+
+    def volume_matching_exchanges(self) -> frozenset[str]:
+        return _exchange_set(self.volume_matches_trades_exchanges)
+
+
+def _exchange_set(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())

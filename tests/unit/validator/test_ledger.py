@@ -121,6 +121,51 @@ def test_minutes_before_the_start_or_the_horizon_are_ignored_and_counted() -> No
     assert book.take_dirty() == []
 
 
+def test_trades_without_their_candle_need_the_venues_candle_and_the_reverse() -> None:
+    book = ledger()
+    book.observe_candle(candle(exchange="binance", symbol="BTC-USDT", open_time_ns=minute(0), source=CandleSource.WS))
+    book.observe_trade(minute(0) + 1, backfilled=False)
+    assert state(book, 0) is BucketState.PRESENT  # both arrived
+    # Minute 1: trades came, its closed candle did not (a collector killed at the minute's end): nobody reported it.
+    book.observe_trade(minute(1) + 1, backfilled=False)
+    assert state(book, 1) is BucketState.MISSING
+    assert book.record(minute(1)).needs_proof(book.expect) == {CANDLES}
+    book.observe_finding(CANDLES, minute(1), minute(2), Finding.DATA)
+    book.observe_candle(candle(exchange="binance", symbol="BTC-USDT", open_time_ns=minute(1), source=CandleSource.REST))
+    assert state(book, 1) is BucketState.BACKFILLED
+    # Minute 2: a candle with volume, not one of its trades.
+    book.observe_candle(candle(exchange="binance", symbol="BTC-USDT", open_time_ns=minute(2), source=CandleSource.WS))
+    assert book.record(minute(2)).needs_proof(book.expect) == {TRADES}
+    assert state(book, 2) is BucketState.MISSING
+
+
+def test_live_trades_short_of_their_candles_volume_need_the_venues_trades_where_the_venue_says_they_match() -> None:
+    book = SymbolLedger("binance", "BTC-USDT", T0, volume_matches_trades=True)
+    whole = candle(exchange="binance", symbol="BTC-USDT", open_time_ns=minute(0), source=CandleSource.WS)
+    book.observe_candle(whole)
+    book.observe_trade(minute(0) + 1, backfilled=False, size=whole.volume)
+    assert state(book, 0) is BucketState.PRESENT  # every unit of the candle's volume arrived as a trade
+    # Minute 1: the trades after the first were lost and no gap said so (the loss outlived the feed).
+    book.observe_candle(candle(exchange="binance", symbol="BTC-USDT", open_time_ns=minute(1), source=CandleSource.WS))
+    book.observe_trade(minute(1) + 1, backfilled=False, size=whole.volume / 4)
+    assert book.record(minute(1)).needs_proof(book.expect) == {TRADES}
+    book.observe_finding(TRADES, minute(1), minute(2), Finding.DATA)
+    book.observe_trade(minute(1) + 2, backfilled=True, size=whole.volume / 4)
+    assert state(book, 1) is BucketState.BACKFILLED
+    # A venue without that rule: the same shortfall is not judged (its candles may count other prints).
+    other = ledger()
+    other.observe_candle(candle(exchange="binance", symbol="BTC-USDT", open_time_ns=minute(1), source=CandleSource.WS))
+    other.observe_trade(minute(1) + 1, backfilled=False, size=whole.volume / 4)
+    assert state(other, 1) is BucketState.PRESENT
+
+
+def test_a_feed_without_candles_is_not_asked_for_them() -> None:
+    book = ledger()
+    book.observe_trade(minute(0) + 1, backfilled=False)
+    assert book.expect.carried == {TRADES}
+    assert state(book, 0) is BucketState.PRESENT
+
+
 def test_counts_cover_every_minute_of_the_window() -> None:
     book = ledger()
     book.observe_trade(minute(0), backfilled=False)
@@ -149,9 +194,20 @@ def reference_state(observations: list[Obs], i: int, watermark_ns: int) -> Bucke
     live = sum(o.kind in ("live_trade", "live_candle") for o in inside)
     rows = {TRADES: sum(o.kind == "bf_trade" for o in inside), CANDLES: sum(o.kind == "rest_candle" for o in inside)}
     suspect = {o.data_type for o in inside if o.kind == "gap" and o.data_type in (TRADES, CANDLES)}
-    if not suspect and live:
+    # What the instrument's live stream carries at all, and what this minute lacks of it (the sample candle
+    # has volume: a candle without any trade means trades were lost, trades without a candle the candle).
+    carried = {TRADES for o in observations if o.kind == "live_trade"} | {
+        CANDLES for o in observations if o.kind == "live_candle"
+    }
+    live_candle = any(o.kind == "live_candle" for o in inside)
+    any_candle = any(o.kind in ("live_candle", "rest_candle") for o in inside)
+    live_trade = any(o.kind == "live_trade" for o in inside)
+    lacking = ({CANDLES} if CANDLES in carried and not live_candle else set()) | (
+        {TRADES} if TRADES in carried and any_candle and not live_trade else set()
+    )
+    needed = suspect | lacking if live else {TRADES, CANDLES}
+    if not needed:
         return BucketState.PRESENT
-    needed = suspect or {TRADES, CANDLES}
     finding = {t: Finding.NONE for t in needed}
     flying: set[DataType] = set()
     for o in inside:
