@@ -1,18 +1,25 @@
 """QualityService: completeness per instrument and per exchange, bucket states for the heatmap, gaps, violations.
 
-Thin: requests are checked here, answers come from the in-memory `LedgerBook` (the horizon the validator keeps;
-see docs/validator.md) and, for violations, from QuestDB. Windows are half-open; bucket windows are rounded out
-to whole minutes (hours for ListBuckets).
+Thin: requests are checked here. Bucket answers (GetCompleteness, GetFeedCompleteness, ListBuckets) come from
+the in-memory `LedgerBook` for the minutes it holds and from QuestDB's `quality_buckets` for the older part of
+the window (`history.py`): per instrument, the book holds its minutes from `SymbolLedger.first_minute_ns` on
+(the horizon `forget_before` moved it to, or an older minute not yet settled and persisted, or where it was first
+seen or reloaded), and QuestDB answers `[start, first_minute_ns)`; an instrument the book does not track is read
+from QuestDB before the book's earliest held minute. QuestDB counts (GROUP BY state) and lists states; a minute
+with no row there was never tracked: not counted, 0 (unspecified) in ListBuckets, like a minute before an
+instrument's first minute in memory. QuestDB not answering such a read is UNAVAILABLE, never a partial answer.
+Gaps come from the book, violations from QuestDB. Windows are half-open; bucket windows are rounded out to whole
+minutes (hours for ListBuckets).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, Final, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, NoReturn, TypeVar
 
 import grpc
 
+from tickstrata.common.clock import market_time_ns
 from tickstrata.common.completeness import BucketCounts, BucketState, completeness_percent
 from tickstrata.common.events import validate_exchange, validate_symbol
 from tickstrata.marketdata.v1 import market_data_pb2 as md
@@ -20,11 +27,13 @@ from tickstrata.quality.v1 import quality_service_pb2 as pb
 from tickstrata.quality.v1 import quality_service_pb2_grpc as pb_grpc
 from tickstrata.validator.book import LedgerBook
 from tickstrata.validator.gaps import GapRecord, GapState
+from tickstrata.validator.history import HistoryCut, HistoryUnavailableError, HistoryWindow, page_spans
 from tickstrata.validator.ledger import MINUTE_NS
 from tickstrata.validator.rules import ViolationKind
 from tickstrata.validator.store import QualityStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
 
 HOUR_NS: Final = 60 * MINUTE_NS
 DAY_NS: Final = 24 * HOUR_NS
@@ -115,7 +124,7 @@ def gap_message(gap: GapRecord) -> pb.Gap:
 
 
 class QualityService(pb_grpc.QualityServiceServicer):
-    def __init__(self, book: LedgerBook, store: QualityStore, *, clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, book: LedgerBook, store: QualityStore, *, clock_ns: Callable[[], int] = market_time_ns) -> None:
         self._book = book
         self._store = store
         self._clock_ns = clock_ns
@@ -124,6 +133,14 @@ class QualityService(pb_grpc.QualityServiceServicer):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         raise AssertionError("unreachable")
 
+    async def _history(self, context: Context, read: Awaitable[T]) -> T:
+        """A read of QuestDB's part of a window; QuestDB not answering fails the whole call, UNAVAILABLE."""
+        try:
+            return await read
+        except HistoryUnavailableError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+            raise AssertionError("unreachable") from error
+
     async def GetCompleteness(self, request: pb.GetCompletenessRequest, context: Context) -> pb.GetCompletenessResponse:
         now_ns = self._clock_ns()
         try:
@@ -131,11 +148,20 @@ class QualityService(pb_grpc.QualityServiceServicer):
             start, end = minute_window(request.start_ns, request.end_ns, now_ns)
         except ValueError as error:
             await self._invalid(context, error)
+        # The book's part first, against one cut, before any await (its horizon may advance meanwhile).
+        cut = HistoryCut.of_book(self._book).only(exchange, symbol)
         ledger = self._book.ledgers.get((exchange, symbol))
-        if ledger is None:
+        counted_start, counts, found = end, BucketCounts(), ledger is not None
+        if ledger is not None:
+            counted_start = min(max(start, ledger.first_minute_ns), end)
+            counts = self._book.counts(exchange, symbol, counted_start, end, now_ns)
+        window = HistoryWindow(cut, start, end, frozenset({exchange}), frozenset({symbol}))
+        if not window.empty:
+            older = (await self._history(context, self._store.history_counts(window))).get((exchange, symbol))
+            if older is not None:
+                counted_start, counts, found = older.first_minute_ns, older.counts + counts, True
+        if not found:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"the validator does not track {exchange} {symbol}")
-        counted_start = min(max(start, ledger.first_minute_ns), end)
-        counts = self._book.counts(exchange, symbol, counted_start, end, now_ns)
         return pb.GetCompletenessResponse(
             exchange=exchange,
             symbol=symbol,
@@ -155,12 +181,20 @@ class QualityService(pb_grpc.QualityServiceServicer):
             start, end = minute_window(request.start_ns, request.end_ns, now_ns, default_span_ns=DAY_NS)
         except ValueError as error:
             await self._invalid(context, error)
+        cut = HistoryCut.of_book(self._book)
+        counts: dict[tuple[str, str], BucketCounts] = {
+            key: self._book.counts(*key, start, end, now_ns)
+            for key in self._book.ledgers
+            if not wanted or key[0] in wanted
+        }
+        window = HistoryWindow(cut, start, end, frozenset(wanted))
+        if not window.empty:
+            for key, older in (await self._history(context, self._store.history_counts(window))).items():
+                counts[key] = counts.get(key, BucketCounts()) + older.counts
         reply = pb.GetFeedCompletenessResponse(start_ns=start, end_ns=end)
-        for exchange in wanted or self._book.exchanges():
-            symbols = self._book.symbols(exchange)
-            total = BucketCounts()
-            for symbol in symbols:
-                total += self._book.counts(exchange, symbol, start, end, now_ns)
+        for exchange in wanted or sorted({ex for ex, _ in counts}):
+            symbols = sorted(symbol for ex, symbol in counts if ex == exchange)
+            total = sum((counts[(exchange, symbol)] for symbol in symbols), BucketCounts())
             reply.feeds.append(
                 pb.FeedCompleteness(
                     exchange=exchange,
@@ -189,34 +223,48 @@ class QualityService(pb_grpc.QualityServiceServicer):
                 raise InvalidRequestError("page_token is not one this server issued")
         except ValueError as error:
             await self._invalid(context, error)
-        keys = sorted(
+        exchanges = frozenset({exchange} if exchange else ())
+        keys = {
             key
             for key in self._book.ledgers
             if (not exchange or key[0] == exchange) and (not symbols or key[1] in symbols)
+        }
+        # Instruments the book does not track have rows in QuestDB only before its earliest held minute.
+        untracked = HistoryWindow(
+            HistoryCut(HistoryCut.of_book(self._book).untracked_ns), start, until, exchanges, frozenset(symbols)
         )
+        every_one_tracked = bool(exchange and symbols) and all((exchange, s) in self._book.ledgers for s in symbols)
+        if not untracked.empty and not every_one_tracked:
+            keys.update(await self._history(context, self._store.history_instruments(untracked)))
+        ordered = sorted(keys)
+        hours = (end - start) // HOUR_NS
+        total = len(ordered) * hours
+        items = [(ordered[i // hours], start + i % hours * HOUR_NS) for i in range(skip, min(skip + size, total))]
+        # The book's part first, against one cut, before the next await (its horizon may advance meanwhile).
+        cut = HistoryCut.of_book(self._book)
+        listed = [dict(self._book.states(*key, hour, min(hour + HOUR_NS, until), now_ns)) for key, hour in items]
+        spans = page_spans(items, HOUR_NS, until, cut)
+        older = await self._history(context, self._store.history_states(spans)) if spans else {}
         rows: list[pb.HourBuckets] = []
-        index = 0
-        for ex, symbol in keys:
-            for hour in range(start, end, HOUR_NS):
-                if index >= skip and len(rows) < size:
-                    listed = dict(self._book.states(ex, symbol, hour, min(hour + HOUR_NS, until), now_ns))
-                    states = list(listed.values())
-                    # Minutes the ledger does not track (before it started, after the window) are unspecified (0).
-                    padded = [
-                        int(_STATE_NUMBERS[listed[minute]]) if minute in listed else 0
-                        for minute in range(hour, hour + HOUR_NS, MINUTE_NS)
-                    ]
-                    rows.append(
-                        pb.HourBuckets(
-                            exchange=ex,
-                            symbol=symbol,
-                            hour_start_ns=hour,
-                            counts=counts_message(BucketCounts.of(states)),
-                            states=bytes(padded),
-                        )
-                    )
-                index += 1
-        token = str(skip + len(rows)) if skip + len(rows) < index else ""
+        for (key, hour), states in zip(items, listed, strict=True):
+            stored = older.get(key, {})
+            minutes = range(hour, min(hour + HOUR_NS, until, cut.of(*key)), MINUTE_NS)
+            states.update((minute, stored[minute]) for minute in minutes if minute in stored)
+            # Minutes nobody tracked (before the first, no row in QuestDB, after the window) are unspecified (0).
+            padded = [
+                int(_STATE_NUMBERS[states[minute]]) if minute in states else 0
+                for minute in range(hour, hour + HOUR_NS, MINUTE_NS)
+            ]
+            rows.append(
+                pb.HourBuckets(
+                    exchange=key[0],
+                    symbol=key[1],
+                    hour_start_ns=hour,
+                    counts=counts_message(BucketCounts.of(states.values())),
+                    states=bytes(padded),
+                )
+            )
+        token = str(skip + len(rows)) if skip + len(rows) < total else ""
         return pb.ListBucketsResponse(rows=rows, next_page_token=token)
 
     async def ListGaps(self, request: pb.ListGapsRequest, context: Context) -> pb.ListGapsResponse:

@@ -3,7 +3,8 @@
 Rows are written with one ILP/HTTP transaction per table, before the stream entries they came from are
 acknowledged; every table deduplicates by its identity (`tickstrata.common.questdb_schema.QUALITY_TABLES`), so a
 restart that writes the same observation again overwrites it. Reads go over REST `/exec` (small result sets: the
-in-memory horizon at start-up, one page of violations).
+in-memory horizon at start-up, one page of violations, and for QualityService the buckets older than the
+in-memory horizon, counted by QuestDB: `history.py` builds those statements and decodes their rows).
 """
 
 from __future__ import annotations
@@ -16,33 +17,44 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+import aiohttp
 from questdb import Sender, TimestampNanos
 
 from tickstrata.common.completeness import BucketState
 from tickstrata.common.events import CandleSource, DataType
-from tickstrata.common.questdb_rest import QuestDBRest, ilp_conf
+from tickstrata.common.questdb_rest import QuestDBError, QuestDBRest, ilp_conf
 from tickstrata.common.questdb_schema import (
     QUALITY_BUCKETS_TABLE,
     QUALITY_GAPS_TABLE,
     QUALITY_VIOLATIONS_TABLE,
     create_quality_table_statements,
 )
-from tickstrata.validator.book import BucketRow
+from tickstrata.validator.book import BucketRow, InstrumentKey
 from tickstrata.validator.gaps import GapRecord, GapState
+from tickstrata.validator.history import (
+    HistoryCounts,
+    HistoryUnavailableError,
+    HistoryWindow,
+    Span,
+    counts_sql,
+    decode_counts,
+    decode_instruments,
+    decode_states,
+    instruments_sql,
+    states_sql,
+)
+from tickstrata.validator.history import sql_text as _sql_text
 from tickstrata.validator.ledger import PROVEN_TYPES, BucketRecord, CandleValues, Finding
 from tickstrata.validator.rules import Violation
 
 logger = logging.getLogger(__name__)
 
 _NO_SOURCE: Final = "none"
+_MAX_DETAIL: Final = 300
 
 
 def _finding_column(data_type: DataType) -> str:
     return f"{data_type}_finding"
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +225,36 @@ class QualityStore:
         )
         payload = await self.rest.exec_sql(sql)
         return [tuple(row) for row in payload.get("dataset", [])]
+
+    # ---- the ledger's history (QualityService, windows older than the in-memory horizon) ---------------------
+
+    async def history_counts(self, window: HistoryWindow) -> dict[InstrumentKey, HistoryCounts]:
+        """Buckets per instrument and state in the window's QuestDB part (``GROUP BY`` in QuestDB)."""
+        return decode_counts(await self._history(counts_sql(window)))
+
+    async def history_instruments(self, window: HistoryWindow) -> list[InstrumentKey]:
+        """The instruments with buckets in the window's QuestDB part."""
+        return decode_instruments(await self._history(instruments_sql(window)))
+
+    async def history_states(self, spans: Sequence[Span]) -> dict[InstrumentKey, dict[int, BucketState]]:
+        """Each bucket's state in the spans, per instrument and minute."""
+        return decode_states(await self._history(states_sql(spans)))
+
+    async def _history(self, sql: str) -> list[list[Any]]:
+        """Run one history read; QuestDB down, too slow or refusing it raises ``HistoryUnavailableError``."""
+        try:
+            payload = await self.rest.exec_sql(sql)
+        except (QuestDBError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            logger.warning("reading the ledger history failed", extra={"error": f"{type(error).__name__}: {error}"})
+            detail = str(error) or type(error).__name__
+            if len(detail) > _MAX_DETAIL:
+                detail = f"{detail[: _MAX_DETAIL // 2]} … {detail[-_MAX_DETAIL // 2 :]}"
+            raise HistoryUnavailableError(
+                "buckets older than the validator's in-memory horizon are read from QuestDB, which cannot answer "
+                f"now ({type(error).__name__}: {detail}); retry later or ask for a window inside the horizon"
+            ) from error
+        dataset: list[list[Any]] = payload.get("dataset", [])
+        return dataset
 
 
 def violation_id(violation: Violation) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 import pytest
 
 from tests.unit.common._samples import trade
+from tests.unit.validator._grpc_fakes import AbortedError, FakeContext
 from tickstrata.common.events import DataType, Gap, GapKind
 from tickstrata.quality.v1 import quality_service_pb2 as pb
 from tickstrata.validator.book import BookConfig, LedgerBook
@@ -18,17 +19,6 @@ from tickstrata.validator.servicer import HOUR_NS, QualityService
 SEC = 1_000_000_000
 T0 = 1_800_000_000 * SEC // HOUR_NS * HOUR_NS  # a whole hour
 NOW = T0 + 10 * MINUTE_NS + 30 * SEC
-
-
-class AbortedError(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-
-
-class FakeContext:
-    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
-        raise AbortedError(code, details)
 
 
 def service() -> QualityService:
