@@ -67,9 +67,6 @@ class BookConfig:
     """The longest window one backfill asks for (smaller asks share the venue's weight budget fairly)."""
     volume_matches_trades_exchanges: frozenset[str] = frozenset()
     """Exchanges whose candle volume is exactly the sum of their trades' sizes (``Expectations``)."""
-    edge_run_minutes: int = 10
-    """A run of missing minutes that reaches the newest judged minute (an outage still going on) is asked for
-    once it is this long or has stopped growing: one ask per run, not one per minute of a long outage."""
 
 
 MAX_FLUSH_MINUTES: Final = 7 * 24 * 60
@@ -93,6 +90,8 @@ class LedgerBook:
         self._missing: dict[InstrumentKey, set[int]] = {}
         """Per instrument: the minutes last judged missing (what ``plan_backfills`` looks at)."""
         self._unflushed: dict[tuple[InstrumentKey, int], BucketRow] = {}
+        self._candidates: list[tuple[BackfillAsk, bool]] | None = None
+        """The last plan's asks; None once anything is judged anew (every change to a plan goes through that)."""
         self._gap_cursor: dict[str, int] = {}
         """Per open gap: every minute it touches before this is settled (its resolution scans on from here)."""
         self._gap_given_up: set[str] = set()
@@ -187,10 +186,16 @@ class LedgerBook:
     def states(
         self, exchange: str, symbol: str, start_ns: int, end_ns: int, now_ns: int
     ) -> Iterator[tuple[int, BucketState]]:
-        book = self.ledgers.get((exchange, symbol))
+        key = (exchange, symbol)
+        book = self.ledgers.get(key)
         if book is None:
-            return iter(())
-        return book.states(start_ns, end_ns, self.watermark_ns(now_ns))
+            return
+        watermark = self.watermark_ns(now_ns)
+        judged, through = self._persisted[key], self._judged_through[key]
+        for minute in book.minutes(start_ns, end_ns):
+            # A judged minute keeps its state until an observation makes it dirty (then it is judged again).
+            state = judged.get(minute) if minute < through and minute not in book.dirty else None
+            yield minute, state if state is not None else book.state_of(minute, watermark)
 
     def counts(self, exchange: str, symbol: str, start_ns: int, end_ns: int, now_ns: int) -> BucketCounts:
         return BucketCounts.of(state for _, state in self.states(exchange, symbol, start_ns, end_ns, now_ns))
@@ -227,6 +232,7 @@ class LedgerBook:
                 if persisted.get(minute) is not state or minute in dirty:
                     self._unflushed[(key, minute)] = BucketRow(key[0], key[1], minute, state, record)
                     persisted[minute] = state
+                    self._candidates = None
             self._judged_through[key] = end
             # The settled prefix passes final minutes and those the venue cannot supply (kept missing).
             checked = self._checked_through[key]
@@ -297,16 +303,33 @@ class LedgerBook:
     def plan_backfills(self, now_ns: int, *, busy: set[str]) -> list[BackfillAsk]:
         """Windows of missing minutes to fetch, per data type; `busy` holds the keys of asks still running."""
         self._judge(now_ns)
-        watermark = self.watermark_ns(now_ns)
+        if self._candidates is None:  # something was judged anew since the last plan
+            self._candidates = list(self._plan_candidates())
         asks: list[BackfillAsk] = []
+        for ask, unreported in self._candidates:
+            if ask.key in busy:
+                continue
+            asks.append(ask)
+            if unreported:
+                scan = scan_record(
+                    ask.exchange,
+                    ask.symbol,
+                    ask.data_type,
+                    start_ns=ask.start_ns,
+                    end_ns=ask.end_ns,
+                    ts_detected_ns=now_ns,
+                )
+                self.gaps.add(scan)
+        return asks
+
+    def _plan_candidates(self) -> Iterator[tuple[BackfillAsk, bool]]:
+        """Every ask the judged states call for, and whether no report covers it (a scan gap)."""
         for (exchange, symbol), book in self.ledgers.items():
             runs: dict[DataType, list[int]] = {data_type: [] for data_type in PROVEN_TYPES}
-            newest = self._judged_through[(exchange, symbol)] - MINUTE_NS
+            expect = book.expect
             for minute in sorted(self._missing[(exchange, symbol)]):
                 record = book.record(minute)
-                if classify(record, minute, watermark, book.expect) is not BucketState.MISSING:
-                    continue
-                for data_type in record.needs_proof(book.expect):
+                for data_type in record.needs_proof(expect):
                     finding = record.finding(data_type)
                     arrived = finding is not Finding.DATA or record.backfilled_rows(data_type) > 0
                     wanted = finding is Finding.NONE or not arrived
@@ -314,17 +337,8 @@ class LedgerBook:
                         runs[data_type].append(minute)
             for data_type, minutes in runs.items():
                 for first, last in _runs(minutes, self.config.max_ask_minutes):
-                    growing = last >= newest and (last - first) // MINUTE_NS + 1 < self.config.edge_run_minutes
-                    ask = BackfillAsk(exchange, symbol, data_type, first, last + MINUTE_NS)
-                    if growing or ask.key in busy:
-                        continue
-                    asks.append(ask)
-                    if not any(book.record(m).suspect for m in range(first, last + MINUTE_NS, MINUTE_NS)):
-                        scan = scan_record(
-                            exchange, symbol, data_type, start_ns=first, end_ns=last + MINUTE_NS, ts_detected_ns=now_ns
-                        )
-                        self.gaps.add(scan)
-        return asks
+                    unreported = not any(book.record(m).suspect for m in range(first, last + MINUTE_NS, MINUTE_NS))
+                    yield BackfillAsk(exchange, symbol, data_type, first, last + MINUTE_NS), unreported
 
 
 def _runs(minutes: list[int], max_minutes: int) -> Iterator[tuple[int, int]]:

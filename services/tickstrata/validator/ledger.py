@@ -179,6 +179,10 @@ class Revision:
         return f"{self.old.source}→{self.new.source}: " + ", ".join(self.old.differences(self.new))
 
 
+_NOTHING_SEEN: Final = BucketRecord()
+"""The record of a minute nothing was observed in (read only)."""
+
+
 class SymbolLedger:
     """The buckets of one (exchange, symbol) from ``first_minute_ns`` on, observed incrementally.
 
@@ -297,6 +301,9 @@ class SymbolLedger:
         """Whole minutes of ``[start_ns, end_ns)`` this ledger tracks."""
         first = max(minute_of(start_ns), self.first_minute_ns)
         return range(first, end_ns, MINUTE_NS) if end_ns > first else range(0)
+
+    def state_of(self, minute_start_ns: int, watermark_ns: int) -> BucketState:
+        return classify(self._records.get(minute_start_ns, _NOTHING_SEEN), minute_start_ns, watermark_ns, self.expect)
 
     def states(self, start_ns: int, end_ns: int, watermark_ns: int) -> Iterator[tuple[int, BucketState]]:
         empty = BucketRecord()

@@ -206,22 +206,6 @@ def test_gaps_of_types_without_rest_history_are_recorded_as_unrecoverable() -> N
     }
 
 
-def test_a_run_still_growing_at_the_newest_judged_minute_waits_until_it_stops_or_is_long() -> None:
-    book = LedgerBook(BookConfig(grace_ns=GRACE_NS, max_ask_minutes=60, edge_run_minutes=4))
-    book.observe_trade(trade(ts_event_ns=minute(-1) + 1))
-    settle_first_minute(book)
-    book.observe_trade(trade(ts_event_ns=minute(0) + 7, trade_id="0"))
-    # Minutes 1-2 are missing and nothing after them is judged yet: an outage may still be going on.
-    assert book.plan_backfills(caught_up(book, now_after(2)).caught_up_ns, busy=set()) == []
-    # It goes on: at four minutes the run is asked for, in one piece.
-    asks = book.plan_backfills(caught_up(book, now_after(4)).caught_up_ns, busy=set())
-    assert sorted(((a.start_ns - T0) // MINUTE_NS, (a.end_ns - T0) // MINUTE_NS) for a in asks) == [(1, 5), (1, 5)]
-    # A short run that stopped growing (data again after it) is asked at once.
-    other = book_with_trades([0, 3])
-    asks = other.plan_backfills(caught_up(other, now_after(3)).caught_up_ns, busy=set())
-    assert sorted(((a.start_ns - T0) // MINUTE_NS, (a.end_ns - T0) // MINUTE_NS) for a in asks) == [(1, 3), (1, 3)]
-
-
 def test_gap_resolution_scans_on_from_where_it_stopped() -> None:
     book = caught_up(book_with_trades([0, 1, 2, 3]), now_after(3))
     book.observe_gap(
