@@ -50,7 +50,7 @@ test-unit: setup
 test-integration: setup setup-kube
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
-reliability: setup  ## full-size crash-safety runs: 1M events through 20 kill -9 of the writer; the 10-minute soak (figures printed)
+reliability: setup  ## full-size runs: 1M events through 20 kill -9 of the writer; the 10-minute soak; the validator scenario (a day, 500 gaps)
 	TICKSTRATA_RELIABILITY=full $(VENV)/bin/pytest -m reliability --timeout 3600 -rP $(PYTEST_ARGS)
 
 demo: setup  ## install everything, then run the pipeline locally (`tickstrata up`) for DEMO_SECS seconds
