@@ -202,7 +202,7 @@ class SymbolLedger:
         self.first_minute_ns = minute_of(first_minute_ns)
         self.ignored_late = 0
         self._records: dict[int, BucketRecord] = {}
-        self._carried: set[DataType] = set()
+        self._expect = Expectations(frozenset(), volume_matches_trades)
         self.dirty: set[int] = set()
         """Minutes whose record changed since ``take_dirty``: the rows to persist."""
 
@@ -221,7 +221,11 @@ class SymbolLedger:
     @property
     def expect(self) -> Expectations:
         """What its minutes must hold: the proven types its live stream has carried so far, and the venue's rule."""
-        return Expectations(frozenset(self._carried), self.volume_matches_trades)
+        return self._expect
+
+    def _carry(self, data_type: DataType) -> None:
+        if data_type not in self._expect.carried:  # once per type: the expectations are read per minute judged
+            self._expect = Expectations(self._expect.carried | {data_type}, self.volume_matches_trades)
 
     def tracks(self, ts_ns: int) -> bool:
         if ts_ns >= self.first_minute_ns:
@@ -236,16 +240,25 @@ class SymbolLedger:
     # ---- observations ---------------------------------------------------------------------------------------
 
     def observe_trade(self, ts_event_ns: int, *, backfilled: bool, size: Decimal | None = None) -> None:
-        if not self.tracks(ts_event_ns):
+        # The hot path (every trade): tracks/_touch/record inlined.
+        if ts_event_ns < self.first_minute_ns:
+            self.ignored_late += 1
             return
-        record = self._touch(minute_of(ts_event_ns))
+        minute = ts_event_ns - ts_event_ns % MINUTE_NS
+        self.dirty.add(minute)
+        record = self._records.get(minute)
+        if record is None:
+            record = self.record(minute)
         if backfilled:
             record.backfilled_trades += 1
-        else:
-            record.live_rows += 1
-            record.live_trades = (record.live_trades or 0) + 1
-            record.live_volume = None if size is None or record.live_volume is None else record.live_volume + size
-            self._carried.add(DataType.TRADES)
+            return
+        record.live_rows += 1
+        if record.live_trades is not None:  # None: restored from the store, the split is unknown
+            record.live_trades += 1
+        volume = record.live_volume
+        record.live_volume = None if size is None or volume is None else volume + size
+        if DataType.TRADES not in self._expect.carried:
+            self._carry(DataType.TRADES)
 
     def observe_candle(self, candle: Candle) -> Revision | None:
         """A closed 1-minute candle; returns the revision when it replaces different values."""
@@ -255,7 +268,7 @@ class SymbolLedger:
         if candle.source is CandleSource.REST:
             record.backfilled_candles += 1
         else:
-            self._carried.add(DataType.CANDLES)
+            self._carry(DataType.CANDLES)
             record.live_candles = (record.live_candles or 0) + 1
             if not is_empty_candle(candle):
                 # A zero-trade candle on the live stream is not data: the minute needs the venue's REST history to
