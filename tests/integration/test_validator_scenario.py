@@ -12,7 +12,7 @@ every minute no fault came near `present`; every gap the validator knows resolve
 fault among them; QuestDB holds exactly the venue's trades (contiguous ids, none twice) and exactly its candles
 (none fabricated, none missing, equal values); the venue answered no 418 and no 429 beyond the injected ones.
 
-`make test` runs the short size (2 symbols on 2 venues, 150 market minutes, 16 faults, about 3 minutes);
+`make test` runs the short size (2 symbols on 2 venues, 150 market minutes, 19 faults, about 2 minutes);
 `make reliability` (TICKSTRATA_RELIABILITY=full) runs 10 symbols on 2 venues over a whole day with 500 injected
 gaps. TICKSTRATA_RELIABILITY_SEED replays a plan.
 """
