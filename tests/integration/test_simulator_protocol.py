@@ -530,12 +530,13 @@ def test_a_scaled_market_clock_backdates_the_market_but_not_the_venues_limits(
         assert klines[-1][0] <= clock.now_ns() // 1_000_000  # REST history stops at market now
         request = urllib.request.Request(
             f"{rest}/_sim/faults",
-            data=json.dumps({"kind": "rest_429", "retry_after_secs": 2}).encode(),
+            data=json.dumps({"kind": "rest_429", "retry_after_secs": 30}).encode(),
             headers={"Content-Type": "application/json"},
         )
         urllib.request.urlopen(request, timeout=10).close()
         assert call("/api/v3/ping")[0] == 429
-        time.sleep(1.0)  # a thousand market seconds, but one wall second: still inside the 2 s Retry-After
+        # A thousand market seconds, far past the 30 s Retry-After in market time, yet well inside it on the wall.
+        time.sleep(1.0)
         assert call("/api/v3/ping")[0] == 418
     finally:
         process.stop()
