@@ -6,6 +6,10 @@ VENV    := .cache/venv
 PY      := $(VENV)/bin/python
 BIN     := .cache/bin
 PYTEST_ARGS ?=
+# Test processes: every worker starts its own servers (tmp paths and ports are per worker). Two, for CI's two cores:
+# most integration time is waiting on servers and market minutes, so two workers cut the run by about a third.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist worksteal
 DEMO_SECS ?= 60
 
 .PHONY: help setup setup-kube check lint typecheck imports protos proto-check chart-check test test-unit test-integration reliability demo bench clean
@@ -42,13 +46,13 @@ chart-check:
 	$(PY) scripts/check_chart.py
 
 test: setup setup-kube  ## install everything, then run every test (unit + integration) against real servers
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 test-unit: setup
-	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) tests/unit $(PYTEST_ARGS)
 
 test-integration: setup setup-kube
-	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) tests/integration $(PYTEST_ARGS)
 
 reliability: setup  ## full-size runs: 1M events through 20 kill -9 of the writer; the 10-minute soak; the validator scenario (a day, 500 gaps)
 	TICKSTRATA_RELIABILITY=full $(VENV)/bin/pytest -m reliability --timeout 3600 -rP $(PYTEST_ARGS)
