@@ -78,7 +78,6 @@ def test_up_simulate_runs_the_pipeline_shows_it_live_answers_queries_and_resumes
     # Collectors stop before the simulator they read from, the writer after them.
     assert first.index("collector-binance-usdm ") < first.rindex("simulate ") < first.rindex("writer ")
     assert "resuming" not in first
-    assert f"warm tier (embedded ClickHouse) chdb://{tmp_path}/clickhouse; cold tier file://{tmp_path}/cold" in first
     # The live view: a row per feed with a rate and a freshness, then what is stored.
     trades_rows = re.findall(r"\] binance\s+trades\s+([\d,]+)\s+([\d,]+) (ms|s)\s+([\d,]+)", first)
     assert trades_rows, first

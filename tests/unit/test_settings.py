@@ -69,3 +69,29 @@ def test_process_environment_is_read_when_no_mapping_is_given(monkeypatch: pytes
     monkeypatch.setenv("QUERY_GRPC_PORT", "not-a-port")
     with pytest.raises(SettingsError, match="QUERY_GRPC_PORT"):
         load_settings(QuerySettings)
+
+
+def test_a_prefixed_variable_that_names_no_setting_is_refused_never_ignored() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(WriterSettings, {"WRITER_REDIS_UR": "redis://secret@cache/0", "WRITER_STAGE": "x"})
+    message = str(caught.value)
+    assert "WRITER_REDIS_UR: not a setting of this service; did you mean WRITER_REDIS_URL?" in message
+    assert "WRITER_STAGE: not a setting of this service; `tickstrata writer --help` lists them" in message
+    assert "secret" not in message  # a misplaced DSN's password never reaches the log
+
+
+def test_unknown_and_invalid_variables_are_reported_together() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(QuerySettings, {"QUERY_GRPC_PORT": "-5", "QUERY_GRPC_PROT": "1"})
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "invalid QuerySettings configuration:"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["QUERY_GRPC_PORT", "QUERY_GRPC_PROT"]
+
+
+def test_the_process_environment_is_checked_for_unknown_variables_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUERY_CACHE_TTL", "5")
+    with pytest.raises(SettingsError, match="QUERY_CACHE_TTL: not a setting"):
+        load_settings(QuerySettings)
+    monkeypatch.delenv("QUERY_CACHE_TTL")
+    monkeypatch.setenv("OTHER_CACHE_TTL", "5")  # no prefix of the service: not its business
+    assert load_settings(QuerySettings).stale_after_ms == 10_000

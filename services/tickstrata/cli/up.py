@@ -61,7 +61,6 @@ ROLE_SPECS: Final = (
     RoleSpec("writer", "WRITER_", needs_redis=True, needs_questdb=True),
     RoleSpec("validator", "VALIDATOR_", grpc=True, needs_redis=True, needs_questdb=True),
     RoleSpec("query", "QUERY_", grpc=True, needs_redis=True, needs_questdb=True, needs_questdb_pg=True),
-    RoleSpec("tierer", "TIERER_"),
     RoleSpec("simulate", "SIMULATOR_"),
     RoleSpec("collector", "COLLECTOR_", grpc=True, needs_redis=True),
 )
@@ -133,13 +132,11 @@ def _readyz(port: int) -> bool:
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the local servers and tiers are, as every service process is told."""
+    """Where the local servers are, as every service process is told."""
 
     redis_url: str
     questdb_http_url: str
     questdb_pg_dsn: str
-    clickhouse_dsn: str
-    cold_store_url: str
 
 
 def service_env(spec: RoleSpec, *, health_port: int, grpc_port: int | None, endpoints: Endpoints) -> dict[str, str]:
@@ -157,9 +154,6 @@ def service_env(spec: RoleSpec, *, health_port: int, grpc_port: int | None, endp
         env[f"{spec.env_prefix}QUESTDB_HTTP_URL"] = endpoints.questdb_http_url
     if spec.needs_questdb_pg:
         env[f"{spec.env_prefix}QUESTDB_PG_DSN"] = endpoints.questdb_pg_dsn
-    if spec.role == "tierer":
-        env["TIERER_CLICKHOUSE_DSN"] = endpoints.clickhouse_dsn
-        env["TIERER_COLD_STORE_URL"] = endpoints.cold_store_url
     env.update(spec.env)
     return env
 
@@ -282,9 +276,6 @@ def run(
     logs_dir = data_dir / "logs"
     resuming = (data_dir / "questdb" / "db").exists()
     _say(("resuming on the data under " if resuming else "data and logs under ") + str(data_dir))
-    warm_dir, cold_dir = data_dir / "clickhouse", data_dir / "cold"
-    warm_dir.mkdir(parents=True, exist_ok=True)
-    cold_dir.mkdir(parents=True, exist_ok=True)
     services: list[RunningService] = []
     failed = False
     with ExitStack() as stack:
@@ -297,8 +288,6 @@ def run(
                 redis_url=redis_server.url,
                 questdb_http_url=questdb.http_url,
                 questdb_pg_dsn=questdb.pg_dsn,
-                clickhouse_dsn=f"chdb://{warm_dir}",
-                cold_store_url=cold_dir.as_uri(),
             )
             client = stack.enter_context(redis.Redis.from_url(redis_server.url, socket_timeout=2))
             sampler = Sampler(client, questdb)
@@ -314,7 +303,6 @@ def run(
                 f"all up: redis {endpoints.redis_url}, QuestDB console {endpoints.questdb_http_url}, "
                 f"PGWire {endpoints.questdb_pg_dsn}"
             )
-            _say(f"warm tier (embedded ClickHouse) {endpoints.clickhouse_dsn}; cold tier {endpoints.cold_store_url}")
             _say(json.dumps({s.spec.name: {"health_port": s.health_port, "grpc_port": s.grpc_port} for s in services}))
             _say("Ctrl-C to stop." + ("" if duration_secs is None else f" Stopping by itself in {duration_secs:g} s."))
             tty = sys.stdout.isatty()

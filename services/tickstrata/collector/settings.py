@@ -12,21 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from tickstrata.common.grpc_app import GrpcRedisSettings
-from tickstrata.common.settings import service_config
+from tickstrata.common.settings import service_config, split_csv
 
 SUPPORTED_EXCHANGES = ("binance", "binance-usdm")
 ALL_CHANNELS = ("trades", "candles", "quotes", "books", "funding")
 FEED_KEYS = ("exchange", "symbols", "channels", "ws_url", "rest_url")
-
-
-def _split_csv(value: Any) -> Any:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
 
 
 def _read_feed_file(path: Path) -> dict[str, Any]:
@@ -39,7 +33,7 @@ def _read_feed_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(loaded) - set(FEED_KEYS))
     if unknown:
         raise ValueError(f"feed_file {path}: unknown keys {unknown}; known: {', '.join(FEED_KEYS)}")
-    return {key: _split_csv(value) if key in ("symbols", "channels") else value for key, value in loaded.items()}
+    return {key: split_csv(value) if key in ("symbols", "channels") else value for key, value in loaded.items()}
 
 
 class CollectorSettings(GrpcRedisSettings):
@@ -66,6 +60,13 @@ class CollectorSettings(GrpcRedisSettings):
 
     channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Channels, comma-separated: trades, candles, quotes, books, funding (binance-usdm only); default: all."""
+
+    api_key: SecretStr = SecretStr("")
+    """The venue API key, from the ExchangeFeed's `credentials.secretRef` (the operator passes it as a Secret
+    reference). The public channels collected today need none: it is held, never logged, and not yet sent."""
+
+    api_secret: SecretStr = SecretStr("")
+    """The venue API secret that goes with `api_key`; the same rules."""
 
     ws_url: str | None = None
     """WebSocket base URL (ws:// or wss://); default the venue's. Point it at the simulator or a testnet."""
@@ -117,7 +118,7 @@ class CollectorSettings(GrpcRedisSettings):
     @field_validator("symbols", "channels", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
-        return _split_csv(value)
+        return split_csv(value)
 
     @field_validator("exchange")
     @classmethod

@@ -1,4 +1,4 @@
-"""The shared front door of every `tickstrata <service>` command: help that lists the settings, fail-fast loading."""
+"""The front door of every `tickstrata <service>` or job command: help that lists the settings, fail-fast loading."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from tickstrata.common.job import JobApp, run_job
 from tickstrata.common.lifecycle import ServiceApp, run_service
 from tickstrata.common.settings import ServiceSettings, SettingsError, env_var_name, load_settings
 
@@ -28,7 +29,7 @@ def settings_help(settings_cls: type[ServiceSettings]) -> str:
 
 
 def run_from_cli(
-    app_factory: Callable[[SettingsT], ServiceApp[SettingsT]],
+    app_factory: Callable[[SettingsT], ServiceApp[SettingsT] | JobApp[SettingsT]],
     settings_cls: type[SettingsT],
     *,
     argv: Sequence[str] | None,
@@ -47,4 +48,6 @@ def run_from_cli(
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    return run_service(app_factory(settings))
+    app = app_factory(settings)
+    # A service runs until it is stopped; a job (a CronJob's pod) runs its work once and exits.
+    return run_job(app) if isinstance(app, JobApp) else run_service(app)

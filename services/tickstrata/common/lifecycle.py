@@ -15,7 +15,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Generic, TypeVar
 
 from tickstrata.common.health import HealthServer, HealthState
@@ -89,11 +89,18 @@ class ServiceApp(abc.ABC, Generic[SettingsT]):
 
 def run_service(app: ServiceApp[SettingsT]) -> int:
     """Run `app` until SIGTERM/SIGINT or a task failure; return the process exit code."""
-    settings = app.settings
-    configure_logging(service_name=app.name, level=settings.log_level.upper(), json_format=settings.log_json)
-    telemetry = setup_telemetry(app.name)
+    return run_with_telemetry(app.name, app.settings, lambda telemetry: _run(app, telemetry))
+
+
+def run_with_telemetry(
+    name: str, settings: ServiceSettings, main: Callable[[Telemetry], Coroutine[Any, Any, int]]
+) -> int:
+    """Logging and telemetry set up for `name`, `main` run on a new event loop, telemetry flushed whatever happened
+    (the process ends right after: spans and metrics not exported now never are)."""
+    configure_logging(service_name=name, level=settings.log_level.upper(), json_format=settings.log_json)
+    telemetry = setup_telemetry(name)
     try:
-        return asyncio.run(_run(app, telemetry))
+        return asyncio.run(main(telemetry))
     finally:
         telemetry.shutdown(timeout_secs=min(5.0, settings.shutdown_timeout_secs))
 

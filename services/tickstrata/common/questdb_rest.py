@@ -29,6 +29,11 @@ def ilp_conf(http_url: str) -> str:
     )
 
 
+def sql_text(value: str) -> str:
+    """A SQL string literal: single quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 class QuestDBError(RuntimeError):
     """QuestDB refused a statement or a table is not healthy; the batch must not be acknowledged."""
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tickstrata.common.completeness import BucketCounts, BucketState
+from tickstrata.common.questdb_rest import sql_text
 from tickstrata.common.questdb_schema import QUALITY_BUCKETS_TABLE
 from tickstrata.validator.book import InstrumentKey, LedgerBook
 
@@ -36,11 +37,6 @@ FOREVER_NS: Final = 2**63 - 1
 
 class HistoryUnavailableError(RuntimeError):
     """QuestDB could not answer a read of the ledger's history (down, too slow, or refusing the statement)."""
-
-
-def sql_text(value: str) -> str:
-    """A SQL string literal: single quotes doubled."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _ts_at_least(ns: int) -> str:

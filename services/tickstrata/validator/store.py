@@ -23,6 +23,7 @@ from questdb import Sender, TimestampNanos
 from tickstrata.common.completeness import BucketState
 from tickstrata.common.events import CandleSource, DataType
 from tickstrata.common.questdb_rest import QuestDBError, QuestDBRest, ilp_conf
+from tickstrata.common.questdb_rest import sql_text as _sql_text
 from tickstrata.common.questdb_schema import (
     QUALITY_BUCKETS_TABLE,
     QUALITY_GAPS_TABLE,
@@ -43,7 +44,6 @@ from tickstrata.validator.history import (
     instruments_sql,
     states_sql,
 )
-from tickstrata.validator.history import sql_text as _sql_text
 from tickstrata.validator.ledger import PROVEN_TYPES, BucketRecord, CandleValues, Finding
 from tickstrata.validator.rules import Violation
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.declared_env import undeclared
 from tests.pod_security import restricted_violations
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -463,3 +464,15 @@ def test_the_quality_dashboard_shows_completeness_missing_minutes_and_open_gaps_
     [completeness] = [panel for panel in panels if panel["title"] == "Completeness per exchange"]
     assert completeness["fieldConfig"]["defaults"]["unit"] == "percent"
     assert completeness["fieldConfig"]["defaults"]["decimals"] == 6  # one missing minute in a year must show
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_every_variable_the_chart_sets_is_a_setting_of_its_role(values_file: str) -> None:
+    """A role refuses an undeclared variable with its prefix at start-up: the chart must never set one."""
+    objects = render(values_file)
+    names = [key for obj in objects if obj["kind"] == "ConfigMap" for key in (obj.get("data") or {})]
+    for _, spec in pod_specs(objects):
+        for container in spec["containers"]:
+            names += [item["name"] for item in container.get("env", [])]
+    assert any(name.startswith("WRITER_") for name in names)  # the check reaches the services' ConfigMaps
+    assert undeclared(names) == []

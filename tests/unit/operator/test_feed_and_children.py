@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.declared_env import undeclared
+from tickstrata.common.settings import load_settings
+from tickstrata.tierer.settings import Stage, TiererSettings
 from tickstrata_operator.children import (
     CHECKSUM_ANNOTATION,
     COLLECTOR_GRPC_PORT,
@@ -255,3 +258,33 @@ def test_the_collector_loads_the_feed_file_the_operator_writes(spec: dict[str, A
     assert settings.symbols == list(feed.symbols)
     assert settings.channels == feed.channels.collector_channels()
     assert settings.ws_url == feed.ws_url
+
+
+def test_every_variable_the_operator_sets_is_a_setting_of_the_role_it_runs() -> None:
+    """The tierer, collector and every other role refuse an undeclared variable with their prefix (exit 2)."""
+    names: list[str] = []
+    for spec in (
+        {},
+        {"retention": {"hotDays": 3, "warmDays": 30, "coldDays": 400}},
+        {"market": "usdm-futures", "symbols": ["BTC-USDT-PERP"]},
+        {"credentials": {"secretRef": {"name": "keys"}}},
+    ):
+        built = children(**spec)
+        for pod in _pod_specs(built):
+            for container in pod["containers"]:
+                names += [item["name"] for item in container.get("env", [])]
+    assert any(name.startswith("TIERER_STAGE") for name in names)  # the check reaches the CronJobs
+    assert "COLLECTOR_API_KEY" in names
+    assert undeclared(names) == []
+
+
+def test_the_cron_jobs_run_the_tierer_job_with_its_stage() -> None:
+    built = children(retention={"hotDays": 3, "warmDays": 30, "coldDays": 400})
+    stages = {}
+    for child in built.values():
+        if child["kind"] == "CronJob":
+            (container,) = child["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+            assert container["args"] == ["tierer"]  # the image's entry point is `tickstrata`
+            env = {item["name"]: item.get("value") for item in container["env"]}
+            stages[child["metadata"]["name"]] = load_settings(TiererSettings, env).stage
+    assert sorted(stages.values()) == sorted([Stage.HOT_TO_WARM, Stage.WARM_TO_COLD, Stage.EXPIRE_COLD])
