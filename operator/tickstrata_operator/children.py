@@ -35,7 +35,6 @@ COLLECTOR_GRPC_PORT: Final = 50051
 """The collector's BackfillService port (`COLLECTOR_GRPC_PORT`), in the pod and on its Service. The chart's
 NetworkPolicies open the same number, fixed there too, to the validator (`tests/unit/chart` checks they agree)."""
 GRPC_PORT_NAME: Final = "grpc"
-TIERER_HEALTH_PORT: Final = 8084
 RUN_AS_USER: Final = 10001
 
 Body = dict[str, Any]
@@ -299,7 +298,6 @@ def cron_jobs(feed: Feed, settings: OperatorSettings) -> list[Child]:
             {"name": "TIERER_QUESTDB_HTTP_URL", "value": settings.questdb_http_url},
             {"name": "TIERER_CLICKHOUSE_DSN", "value": settings.clickhouse_dsn},
             {"name": "TIERER_COLD_STORE_URL", "value": settings.cold_store_url},
-            {"name": "TIERER_HEALTH_PORT", "value": str(TIERER_HEALTH_PORT)},
             *_common_env(feed, settings),
         ]
         container: Body = {

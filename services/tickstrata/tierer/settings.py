@@ -33,9 +33,6 @@ class Stage(StrEnum):
 class TiererSettings(ServiceSettings):
     model_config = service_config("TIERER_")
 
-    health_port: int = Field(default=8084, ge=0, le=65535)
-    """Port of the HTTP health server (unused by the job itself; kept so every role answers the same settings)."""
-
     stage: Stage = Stage.ALL
     """Which move this run makes: hot-to-warm, warm-to-cold, expire-cold, or all of them in order."""
 
