@@ -211,7 +211,11 @@ def _truth(stack: Stack, applied: list[AppliedFault]) -> Truth:
             window = (int(effects["start_ms"]), int(effects["end_ms"]))
             for name in effects["symbols"]:
                 truth.empty.setdefault((venue, name), []).append(window)
-            truth.disturbed[venue].append((window[0] - MINUTE_MS, window[1] + MINUTE_MS))
+            # An outage silences the socket: the collector's watchdog replaces it until the venue is back, so live
+            # data resumes up to a watchdog period and a reconnect after the outage's end (a loaded machine
+            # stretches both: minutes there may be backfilled as well as present).
+            recovered_ms = window[1] + (reconnect_ms + watchdog_ms if kind == "outage" else 0)
+            truth.disturbed[venue].append((window[0] - MINUTE_MS, recovered_ms + MINUTE_MS))
         elif kind == "collector_kill":
             truth.down[venue].append((at_ms, fault.recovered_market_ms))
             truth.disturbed[venue].append((at_ms - MINUTE_MS, fault.recovered_market_ms + reconnect_ms + MINUTE_MS))

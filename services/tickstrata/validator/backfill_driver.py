@@ -8,8 +8,11 @@
     the instrument: given up (the minutes stay missing, the gap becomes unrecoverable)
 
 The collector owns the venue's REST budget (its rate limiter honours weights and Retry-After); this side only
-bounds how many jobs it keeps queued there. Request ids are `<ask key>#<attempt>`: a call retried after a timeout
-finds the job it started instead of starting another.
+bounds how many jobs it keeps queued there. UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED describe the
+collector, not the ask: one such answer backs off every ask to that collector's address (capped, doubling while it
+lasts), so a collector that is down gets one call per backoff, not one per missing window per poll. Backoffs run
+on the wall clock (a collector restarts in wall seconds), planning on the market clock. Request ids are
+`<ask key>#<attempt>`: a call retried after a timeout finds the job it started instead of starting another.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class BackfillDriver:
         *,
         routes: RoutesReader | None = None,
         clock_ns: Callable[[], int] = market_time_ns,
+        wall_clock_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self._book = book
         self._addresses = dict(addresses)
@@ -96,16 +100,24 @@ class BackfillDriver:
         self._routes_read_at = float("-inf")
         self._config = config or DriverConfig()
         self._clock_ns = clock_ns
+        # Backoffs wait for a collector process (restarting, draining its queue): wall time, even when the market
+        # clock runs faster (the scenario's 120x would turn a 60 s backoff into half a wall second).
+        self._wall_ns = wall_clock_ns
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._jobs: dict[str, _Job] = {}
         self._attempts: dict[str, int] = {}
         self._not_before_ns: dict[str, int] = {}
+        self._address_failures: dict[str, int] = {}
+        self._address_not_before_ns: dict[str, int] = {}
         self._unreachable_warned: set[tuple[str, str]] = set()
         self.stats = DriverStats()
         self._rng = random.Random()
 
+    def _address(self, exchange: str, symbol: str) -> str | None:
+        return self._addresses.get(exchange) or self._routes.get((exchange, symbol))
+
     def _stub(self, exchange: str, symbol: str) -> pb_grpc.BackfillServiceAsyncStub | None:
-        address = self._addresses.get(exchange) or self._routes.get((exchange, symbol))
+        address = self._address(exchange, symbol)
         if address is None:
             if (exchange, symbol) not in self._unreachable_warned:
                 logger.warning(
@@ -143,14 +155,18 @@ class BackfillDriver:
         await self._poll_jobs(now_ns)
         self._settle(now_ns)
         asks = self._book.plan_backfills(now_ns, busy=set(self._jobs))
+        wall_ns = self._wall_ns()
         running: dict[str, int] = {}
         for job in self._jobs.values():
             running[job.ask.exchange] = running.get(job.ask.exchange, 0) + 1
         for ask in asks:
             if running.get(ask.exchange, 0) >= self._config.max_jobs_per_exchange:
                 continue
-            if self._not_before_ns.get(ask.key, 0) > now_ns:
+            if self._not_before_ns.get(ask.key, 0) > wall_ns:
                 continue
+            address = self._address(ask.exchange, ask.symbol)
+            if address is not None and self._address_not_before_ns.get(address, 0) > wall_ns:
+                continue  # that collector is down or full: the ask waits with the others
             if await self._submit(ask, now_ns):
                 running[ask.exchange] = running.get(ask.exchange, 0) + 1
 
@@ -172,11 +188,13 @@ class BackfillDriver:
             reply = await stub.Backfill(request, timeout=CALL_TIMEOUT_SECS)
         except grpc.aio.AioRpcError as error:
             if error.code() in _RETRY_CODES:
-                self._retry_later(ask, now_ns, f"{error.code().name}: {error.details()}")
+                self._retry_later(ask, f"{error.code().name}: {error.details()}")
+                self._back_off_address(ask)
             else:  # NOT_FOUND (not this collector's instrument), INVALID_ARGUMENT: asking again cannot help
                 self._give_up(ask, f"{error.code().name}: {error.details()}")
             return False
         self._jobs[ask.key] = _Job(ask, reply.job.job_id)
+        self._address_failures.pop(self._address(ask.exchange, ask.symbol) or "", None)
         self._book.ledgers[(ask.exchange, ask.symbol)].observe_asked(ask.data_type, ask.start_ns, ask.end_ns)
         for gap in self._book.gaps.matching(
             exchange=ask.exchange, symbol=ask.symbol, start_ns=ask.start_ns, end_ns=ask.end_ns
@@ -202,7 +220,7 @@ class BackfillDriver:
             except grpc.aio.AioRpcError as error:
                 if error.code() is grpc.StatusCode.NOT_FOUND:  # the collector restarted: its jobs are gone
                     self._drop(key)
-                    self._retry_later(job.ask, now_ns, "the collector forgot the job (restarted)")
+                    self._retry_later(job.ask, "the collector forgot the job (restarted)")
                 elif error.code() not in _RETRY_CODES:
                     logger.warning("backfill status failed", extra={"job": job.job_id, "error": str(error.details())})
                 continue
@@ -219,7 +237,7 @@ class BackfillDriver:
             elif status == pb.BACKFILL_STATUS_FAILED:
                 self._drop(key)
                 if reply.job.retryable:
-                    self._retry_later(job.ask, now_ns, reply.job.error_message)
+                    self._retry_later(job.ask, reply.job.error_message)
                 else:
                     self._give_up(job.ask, reply.job.error_message)
 
@@ -235,15 +253,26 @@ class BackfillDriver:
         ask = job.ask
         self._book.ledgers[(ask.exchange, ask.symbol)].observe_settled(ask.data_type, ask.start_ns, ask.end_ns)
 
-    def _retry_later(self, ask: BackfillAsk, now_ns: int, why: str) -> None:
+    def _retry_later(self, ask: BackfillAsk, why: str) -> None:
         attempt = self._attempts.get(ask.key, 0) + 1
         self._attempts[ask.key] = attempt
         delay_secs = backoff_delay_secs(
             attempt - 1, initial_secs=self._config.retry_min_secs, max_secs=self._config.retry_max_secs, rng=self._rng
         )
-        self._not_before_ns[ask.key] = now_ns + int(delay_secs * 1e9)
+        self._not_before_ns[ask.key] = self._wall_ns() + int(delay_secs * 1e9)
         self.stats.retried += 1
         logger.info("backfill retried later", extra={"ask": ask.key, "attempt": attempt, "why": why})
+
+    def _back_off_address(self, ask: BackfillAsk) -> None:
+        address = self._address(ask.exchange, ask.symbol)
+        if address is None:
+            return
+        failures = self._address_failures.get(address, 0) + 1
+        self._address_failures[address] = failures
+        delay_secs = backoff_delay_secs(
+            failures - 1, initial_secs=self._config.retry_min_secs, max_secs=self._config.retry_max_secs, rng=self._rng
+        )
+        self._address_not_before_ns[address] = self._wall_ns() + int(delay_secs * 1e9)
 
     def _give_up(self, ask: BackfillAsk, why: str) -> None:
         logger.error("backfill impossible: the minutes stay missing", extra={"ask": ask.key, "why": why})

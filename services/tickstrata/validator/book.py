@@ -9,7 +9,8 @@ become scan gaps when they are planned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -304,7 +305,7 @@ class LedgerBook:
         """Windows of missing minutes to fetch, per data type; `busy` holds the keys of asks still running."""
         self._judge(now_ns)
         if self._candidates is None:  # something was judged anew since the last plan
-            self._candidates = list(self._plan_candidates())
+            self._candidates = _round_robin(self._plan_candidates())
         asks: list[BackfillAsk] = []
         for ask, unreported in self._candidates:
             if ask.key in busy:
@@ -353,3 +354,16 @@ def _runs(minutes: list[int], max_minutes: int) -> Iterator[tuple[int, int]]:
         yield first, last
         first = last = minute
     yield first, last
+
+
+def _round_robin(candidates: Iterable[tuple[BackfillAsk, bool]]) -> list[tuple[BackfillAsk, bool]]:
+    """Each instrument's asks in time order, the instruments taking turns: the driver submits only a few jobs per
+    collector at a time, and in instrument order the first instruments' backlog would starve the last ones (the
+    full-size scenario left two of ten symbols unrepaired that way)."""
+    per_instrument: dict[tuple[str, str], list[tuple[BackfillAsk, bool]]] = {}
+    for candidate in candidates:
+        per_instrument.setdefault((candidate[0].exchange, candidate[0].symbol), []).append(candidate)
+    for asks in per_instrument.values():
+        asks.sort(key=lambda candidate: (candidate[0].start_ns, candidate[0].data_type))
+    turns = itertools.zip_longest(*per_instrument.values())
+    return [candidate for turn in turns for candidate in turn if candidate is not None]

@@ -51,8 +51,12 @@ class FakeCollector:
         return self.on_status(request.job_id)
 
 
-def setup(collector: FakeCollector, clock: list[int]) -> tuple[LedgerBook, BackfillDriver]:
-    """A book with trades in minutes 0 and 2 (minute 1 is a hole nobody reported), its watermark past minute 2."""
+def setup(
+    collector: FakeCollector, clock: list[int], wall: list[int] | None = None
+) -> tuple[LedgerBook, BackfillDriver]:
+    """A book with trades in minutes 0 and 2 (minute 1 is a hole nobody reported), its watermark past minute 2.
+    `clock` is the market clock; `wall` (default: the same list) the wall clock the backoffs wait on."""
+    wall_clock = clock if wall is None else wall
     book = LedgerBook(BookConfig(grace_ns=SEC))
     for i in (-1, 0, 2):
         book.observe_trade(trade(ts_event_ns=minute(i) + 5, trade_id=str(i)))
@@ -63,6 +67,7 @@ def setup(collector: FakeCollector, clock: list[int]) -> tuple[LedgerBook, Backf
         {"binance": "unused:1"},
         DriverConfig(max_jobs_per_exchange=8, retry_min_secs=1),
         clock_ns=lambda: clock[0],
+        wall_clock_ns=lambda: wall_clock[0],
     )
     driver._stub = lambda exchange, symbol: collector  # type: ignore[assignment,method-assign,return-value]
     return book, driver
@@ -128,13 +133,40 @@ def test_a_busy_or_absent_collector_is_asked_again_after_a_backoff_under_a_new_r
     collector = FakeCollector(backfill, lambda job_id: pb.GetBackfillStatusResponse())
     book, driver = setup(collector, clock)
     asyncio.run(driver.step())
-    assert len(collector.requests) == 2  # trades and candles, both refused
+    assert len(collector.requests) == 1  # the answer is about the collector: the candles ask is not tried now
     assert state_of(book, 1, clock[0]) is BucketState.MISSING
     asyncio.run(driver.step())
-    assert len(collector.requests) == 2  # inside the backoff: nothing asked
+    assert len(collector.requests) == 1  # inside the collector's backoff: nothing asked
     clock[0] += 5 * SEC
     asyncio.run(driver.step())
-    assert [r.request_id.rsplit("#", 1)[1] for r in collector.requests[2:]] == ["1", "1"]
+    assert len(collector.requests) == 2  # the trades ask again (#1), refused again: backed off again
+    clock[0] += 5 * SEC
+    asyncio.run(driver.step())
+    # Both asks go now: the trades ask as its third attempt, the candles ask (never tried) as its first.
+    assert [r.request_id.rsplit("#", 1)[1] for r in collector.requests] == ["0", "1", "2", "0"]
+    assert driver.in_flight == 2
+
+
+def test_backoffs_wait_on_the_wall_clock_whatever_the_market_clock_does() -> None:
+    """At 120x market speed a 1 s backoff must still be a wall second: a collector restarts in wall time."""
+    clock, wall = [minute(3) + 2 * SEC], [0]
+    refuse = [True]
+
+    def backfill(request: pb.BackfillRequest) -> pb.BackfillResponse:
+        if refuse[0]:
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused")
+        return pb.BackfillResponse(job=job(request, pb.BACKFILL_STATUS_QUEUED))
+
+    collector = FakeCollector(backfill, lambda job_id: pb.GetBackfillStatusResponse())
+    _, driver = setup(collector, clock, wall)
+    asyncio.run(driver.step())
+    assert len(collector.requests) == 1
+    clock[0] += 120 * SEC  # two market minutes, no wall time: still backing off
+    asyncio.run(driver.step())
+    assert len(collector.requests) == 1
+    refuse[0] = False
+    wall[0] += 2 * SEC
+    asyncio.run(driver.step())
     assert driver.in_flight == 2
 
 

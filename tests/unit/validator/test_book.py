@@ -237,3 +237,24 @@ def state_of(book: LedgerBook, gap_id: str) -> GapState:
     record = book.gaps.get(gap_id)
     assert record is not None
     return record.state
+
+
+def test_instruments_take_turns_in_the_plan_so_none_is_starved() -> None:
+    """The driver submits a few jobs per collector at a time, first come first: with one instrument's backlog
+    listed before another's, the last instruments would wait for all of the first's holes."""
+    book = book_with_trades([0, 9])  # BTC-USDT: minutes 1-8 missing, three runs per data type
+    for symbol in ("ETH-USDT", "SOL-USDT"):
+        book.observe_trade(trade(symbol=symbol, ts_event_ns=minute(-1) + 1))
+        book.ledgers[("binance", symbol)].observe_finding(DataType.TRADES, minute(-1), minute(0), Finding.DATA)
+        book.ledgers[("binance", symbol)].observe_finding(DataType.CANDLES, minute(-1), minute(0), Finding.DATA)
+        book.observe_trade(trade(symbol=symbol, ts_event_ns=minute(-1) + 2, trade_id="-2", backfilled=True))
+        book.ledgers[("binance", symbol)].record(minute(-1)).backfilled_candles = 1
+        book.observe_trade(trade(symbol=symbol, ts_event_ns=minute(9) + 7, trade_id="9"))
+    caught_up(book, now_after(9))
+    asks = book.plan_backfills(now_after(9), busy=set())
+    first_turn = [a.symbol for a in asks[:3]]
+    assert sorted(first_turn) == ["BTC-USDT", "ETH-USDT", "SOL-USDT"]  # every instrument in the first turn
+    for symbol in ("BTC-USDT", "ETH-USDT", "SOL-USDT"):
+        own = [(a.start_ns, a.data_type) for a in asks if a.symbol == symbol]
+        assert own == sorted(own)  # each instrument's own asks oldest first
+        assert len(own) == 6  # minutes 1-8: runs of 3, 3 and 2, for trades and candles
