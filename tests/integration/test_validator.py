@@ -130,7 +130,10 @@ def test_every_backdated_minute_is_accounted_for_with_evidence_and_survives_a_re
     # The same holds after the last published trade: the collector started below streams today's trades, whose ids
     # jump past everything between, so the minute of the last backdated trade is re-fetched too.
     last = max(minute_index(t.ts_event_ns) for t in live_trades)
-    expected_backfilled = {i for i in range(before, after + 1) if i in traded} | ({DISCONNECT_MINUTE, last} & traded)
+    # Only a hole that held trades makes the ids jump: the venue's history is sparse, and when no minute of the hole
+    # traded (CI saw it), the ids run on across it and nothing around it is re-fetched (its minutes are empty).
+    id_window = set(range(before, after + 1)) if traded & set(HOLE) else set()
+    expected_backfilled = (id_window & traded) | ({DISCONNECT_MINUTE, last} & traded)
     expected_empty = {i for i in range(MINUTES) if i not in traded}
     expected = BucketCounts(
         present=MINUTES - len(expected_backfilled) - len(expected_empty),
