@@ -26,8 +26,9 @@ from tests.integration.collector_harness import (
 from tests.integration.servers.simulator_fixtures import SimulatorEndpoints, start_simulator
 from tickstrata.backfill.v1 import backfill_service_pb2 as backfill_pb
 from tickstrata.backfill.v1 import backfill_service_pb2_grpc as backfill_grpc
+from tickstrata.collector.instruments import decimals_of
 from tickstrata.common.clock import MARKET_CLOCK_ENV, ScaledClock
-from tickstrata.common.events import BookSnapshot, Candle, Funding, GapKind, Quote, Trade
+from tickstrata.common.events import BookSnapshot, Candle, DataType, Funding, GapKind, InstrumentSpec, Quote, Trade
 from tickstrata.common.streams import (
     GAP_STREAM,
     collector_stats_key,
@@ -197,6 +198,16 @@ def test_spot_and_usdm_publish_every_channel_for_20_symbols(
         traceparent = decode_entry(fields).traceparent
         assert traceparent is not None
         assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", traceparent)
+    # Each collector recorded the precision of what it collects, once, before its data: spot writes 8 decimals,
+    # USD-M as many as the tick has.
+    for exchange, symbols in (("binance", SPOT_SYMBOLS), ("binance-usdm", PERP_SYMBOLS)):
+        specs = [e for e in published.events(f"md:{exchange}:instruments") if isinstance(e, InstrumentSpec)]
+        assert sorted(spec.symbol for spec in specs) == sorted(symbols)
+        first_trade_ns = min(t.ts_recv_ns for trades in published.trades(exchange).values() for t in trades)
+        for spec in specs:
+            assert spec.ts_event_ns <= first_trade_ns
+            expected = (8, 8) if exchange == "binance" else (decimals_of(spec.tick_size), decimals_of(spec.lot_size))
+            assert (spec.price_decimals, spec.size_decimals) == expected
     funding = [e for e in published.events("md:binance-usdm:funding") if isinstance(e, Funding)]
     assert {event.symbol for event in funding} == set(PERP_SYMBOLS)
     assert published.gaps() == []
@@ -204,7 +215,7 @@ def test_spot_and_usdm_publish_every_channel_for_20_symbols(
     # Each collector's totals (the operator's events/s column): every event it published, and the newest one's time.
     for exchange in ("binance", "binance-usdm"):
         stats = published.client.hgetall(collector_stats_key(exchange))
-        streams = [f"md:{exchange}:{kind}" for kind in ("trades", "candles", "quotes", "books", "funding")]
+        streams = [f"md:{exchange}:{kind}" for kind in DataType]
         published_events = [event for stream in streams for event in published.events(stream)]
         assert int(stats[b"events"]) == len(published_events)
         assert int(stats[b"last_recv_ns"]) == max(event.ts_recv_ns for event in published_events)

@@ -25,7 +25,7 @@ from tests.integration.writer_harness import (
     wal_applied,
     writer,
 )
-from tickstrata.common.events import BookLevel, BookSnapshot, Candle, CandleSource, Funding, Quote
+from tickstrata.common.events import BookLevel, BookSnapshot, Candle, CandleSource, Funding, InstrumentSpec, Quote
 from tickstrata.common.streams import xadd_args
 from tickstrata.localstack.questdb import QuestDBServer
 
@@ -138,6 +138,35 @@ async def test_quotes_and_funding_keep_nanoseconds_and_nulls(
         questdb_server,
         f"SELECT cast(ts AS LONG), rate, mark_price, index_price, next_funding_time_ns FROM funding {where}",
     ) == [[TS0_NS + 5, -0.000125, None, 3456.5, TS0_NS + 8 * 3600 * 10**9]]
+
+
+async def test_instrument_specs_keep_the_venue_precision_and_a_reload_adds_a_row_valid_from_then(
+    writer: InProcessWriter, redis_client: redis.Redis, questdb_server: QuestDBServer
+) -> None:
+    exchange = new_exchange()
+
+    def spec(symbol: str, loaded_ns: int, price_decimals: int, tick: str) -> InstrumentSpec:
+        return InstrumentSpec(
+            exchange=exchange, symbol=symbol, price_decimals=price_decimals, size_decimals=3,
+            tick_size=Decimal(tick), lot_size=Decimal("0.001"), ts_event_ns=loaded_ns, ts_recv_ns=loaded_ns,
+        )  # fmt: skip
+
+    first = [spec("BTC-USDT-PERP", TS0_NS, 2, "0.10"), spec("ETH-USDT-PERP", TS0_NS, 2, "0.01")]
+    # A later load: the venue refined BTC's tick. Replaying the first load (a re-delivery) changes nothing.
+    later = [spec("BTC-USDT-PERP", TS0_NS + 60 * 10**9, 3, "0.005")]
+    publish(redis_client, first, per_entry=2)
+    publish(redis_client, later + first, per_entry=1)
+    stream = f"md:{exchange}:instruments"
+    await run_until(writer, lambda: drained(redis_client, stream) and wal_applied(questdb_server), "instruments")
+    assert select(
+        questdb_server,
+        "SELECT cast(ts AS LONG), symbol, price_decimals, size_decimals, tick_size, lot_size FROM instruments "
+        f"WHERE exchange = '{exchange}' ORDER BY symbol, ts",
+    ) == [
+        [TS0_NS, "BTC-USDT-PERP", 2, 3, "0.10", "0.001"],  # the venue's text, trailing zero kept
+        [TS0_NS + 60 * 10**9, "BTC-USDT-PERP", 3, 3, "0.005", "0.001"],
+        [TS0_NS, "ETH-USDT-PERP", 2, 3, "0.01", "0.001"],
+    ]
 
 
 def _book(exchange: str, index: int, depth: int, sequence: int | None) -> BookSnapshot:

@@ -24,6 +24,7 @@ from tickstrata.collector.rest import RestBudget, RestClient
 from tickstrata.collector.servicer import BackfillService
 from tickstrata.collector.settings import CollectorSettings
 from tickstrata.collector.venues import ADAPTERS
+from tickstrata.common.clock import market_time_ns
 from tickstrata.common.grpc_app import GrpcRedisApp
 from tickstrata.common.grpc_server import Registrar
 from tickstrata.common.health import CheckResult
@@ -83,6 +84,9 @@ class CollectorApp(GrpcRedisApp[CollectorSettings]):
             self.adapter, self.rest, self.publisher, limits=JobLimits.from_settings(settings), meter=telemetry.meter
         )
         context.spawn(self.publisher.run(), name="publisher")
+        # The precision of what this feed collects, before any of its data: the warm and cold tiers scale prices by
+        # it, valid from now (docs/architecture.md, "Instruments").
+        await self.publisher.put_many(self.feed.instrument_specs(loaded_ns=market_time_ns()))
         ws_base_url = settings.ws_url or self.adapter.default_ws_url
         for connection in self.feed.build_connections(ws_base_url):
             self._intake.append(context.spawn(connection.run(), name=connection.name))

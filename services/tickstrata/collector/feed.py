@@ -25,7 +25,7 @@ from tickstrata.collector.validation import MAX_FRAME_BYTES, InvalidPayloadError
 from tickstrata.collector.venues.base import Channel, ConnectionSpec, ControlKind, DepthDiff, VenueAdapter
 from tickstrata.common.backoff import Backoff
 from tickstrata.common.clock import market_time_ns
-from tickstrata.common.events import DataType, Gap, GapKind, Quarantine, Quote, Trade, data_type_of
+from tickstrata.common.events import DataType, Gap, GapKind, InstrumentSpec, Quarantine, Quote, Trade, data_type_of
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +161,15 @@ class Feed:
             raise FeedConfigError("; ".join(problems))
         self._drop_symbols(self.unusable_symbols)
         logger.info("instruments loaded", extra={"exchange": self.exchange, "instruments": len(listing.instruments)})
+
+    def instrument_specs(self, *, loaded_ns: int) -> list[InstrumentSpec]:
+        """The precision of every symbol this feed collects, as loaded (published so the tiers can scale exactly)."""
+        specs = []
+        for symbol in self.symbols:
+            instrument = self._adapter.registry.by_symbol(symbol)
+            if instrument is not None:  # load_instruments checked every kept symbol is listed
+                specs.append(instrument.spec(loaded_ns=loaded_ns))
+        return specs
 
     def _drop_symbols(self, symbols: Sequence[str]) -> None:
         for symbol in symbols:

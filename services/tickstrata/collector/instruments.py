@@ -18,7 +18,7 @@ from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Final
 
-from tickstrata.common.events import validate_exchange, validate_symbol
+from tickstrata.common.events import MAX_DECIMALS, InstrumentSpec, check_decimals, validate_exchange, validate_symbol
 
 
 class InstrumentKind(StrEnum):
@@ -48,20 +48,30 @@ class Instrument:
         validate_symbol(self.symbol)
         if not self.venue_symbol:
             raise ValueError("venue_symbol must not be empty")
-        for name in ("price_decimals", "size_decimals"):
-            decimals = getattr(self, name)
-            if type(decimals) is not int or not 0 <= decimals <= _MAX_DECIMALS:
-                raise ValueError(f"{name} must be an int in [0, {_MAX_DECIMALS}], got {decimals!r}")
+        check_decimals("price_decimals", self.price_decimals)
+        check_decimals("size_decimals", self.size_decimals)
 
     @property
     def is_trading(self) -> bool:
         return self.status == "TRADING"
 
+    def spec(self, *, loaded_ns: int) -> InstrumentSpec:
+        """The precision record the storage tiers keep (``md:<exchange>:instruments``), valid from ``loaded_ns``."""
+        return InstrumentSpec(
+            exchange=self.exchange,
+            symbol=self.symbol,
+            price_decimals=self.price_decimals,
+            size_decimals=self.size_decimals,
+            tick_size=self.tick_size,
+            lot_size=self.lot_size,
+            ts_event_ns=loaded_ns,
+            ts_recv_ns=loaded_ns,
+        )
 
-_MAX_DECIMALS: Final = 18
+
 # Quantize needs room for every digit of the result: 20 integer digits + 18 decimals, with margin.
 _FORMAT_CONTEXT: Final = Context(prec=60)
-_QUANTUM_BY_DECIMALS: Final = tuple(Decimal(1).scaleb(-decimals) for decimals in range(_MAX_DECIMALS + 1))
+_QUANTUM_BY_DECIMALS: Final = tuple(Decimal(1).scaleb(-decimals) for decimals in range(MAX_DECIMALS + 1))
 
 
 def decimals_of(written: Decimal) -> int:

@@ -34,6 +34,8 @@ class DataType(StrEnum):
     QUOTES = "quotes"
     BOOKS = "books"
     FUNDING = "funding"
+    INSTRUMENTS = "instruments"
+    """Not market data but its key: each instrument's precision as the collector loaded it (``InstrumentSpec``)."""
 
 
 class Side(StrEnum):
@@ -80,6 +82,9 @@ _valid_exchanges: set[str] = set()
 _valid_symbols: set[str] = set()
 _INT64_LIMIT: Final = 2**63  # storage columns are signed 64-bit nanoseconds
 QUARANTINE_RAW_LIMIT_BYTES: Final = 64 * 1024
+MAX_DECIMALS: Final = 18
+"""The most decimals a price or size may carry: 18 decimals of a value below 1e20 still fit a scaled int128, and
+every venue we know writes at most 8 (a scaled int64 holds them up to 9.2e10)."""
 
 
 def validate_exchange(exchange: str) -> str:
@@ -138,6 +143,12 @@ def _check_uint(name: str, value: object) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if not 0 <= value < _INT64_LIMIT:
         raise ValueError(f"{name} must be within [0, 2**63), got {value}")
+
+
+def check_decimals(name: str, value: object) -> None:
+    """Refuse a precision (decimals a venue writes) that is not an int in [0, MAX_DECIMALS]."""
+    if type(value) is not int or not 0 <= value <= MAX_DECIMALS:
+        raise ValueError(f"{name} must be an int in [0, {MAX_DECIMALS}], got {value!r}")
 
 
 def _check_optional_uint(name: str, value: object) -> None:
@@ -348,6 +359,39 @@ class Funding(_Struct, frozen=True, tag="f"):
         _check_uint("ts_recv_ns", self.ts_recv_ns)
 
 
+class InstrumentSpec(_Struct, frozen=True, tag="i"):
+    """An instrument's precision as the collector loaded it from the venue, valid from ``ts_event_ns`` on.
+
+    The hot tier keeps prices as doubles, which forget how many decimals the venue wrote; this event records them,
+    so the warm and cold tiers can store prices and sizes as exact scaled integers (``price * 10**price_decimals``)
+    and every value formats back to the venue's string. ``ts_event_ns`` is when the collector loaded the list: a
+    reader takes, per instrument, the newest spec at or before a row's time (the oldest one for older rows, which
+    were written with the precision the venue had then as far as we know). ``tick_size`` and ``lot_size`` are the
+    venue's increments, as it wrote them.
+    """
+
+    exchange: str
+    symbol: str
+    price_decimals: int
+    size_decimals: int
+    tick_size: Decimal
+    lot_size: Decimal
+    ts_event_ns: int
+    ts_recv_ns: int
+
+    def __post_init__(self) -> None:
+        validate_exchange(self.exchange)
+        validate_symbol(self.symbol)
+        check_decimals("price_decimals", self.price_decimals)
+        check_decimals("size_decimals", self.size_decimals)
+        for name in ("tick_size", "lot_size"):
+            _check_decimal(name, getattr(self, name))
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        _check_uint("ts_event_ns", self.ts_event_ns)
+        _check_uint("ts_recv_ns", self.ts_recv_ns)
+
+
 class Gap(_Struct, frozen=True, tag="g"):
     """A loss of continuity: events of ``data_type`` with ``start_ns <= ts_event_ns < end_ns`` may be missing.
 
@@ -451,9 +495,9 @@ class Quarantine(_Struct, frozen=True, tag="x"):
         )
 
 
-MarketDataEvent: TypeAlias = Trade | Candle | Quote | BookSnapshot | Funding
-Event: TypeAlias = Trade | Candle | Quote | BookSnapshot | Funding | Gap | Quarantine
-EVENT_TYPES: Final = (Trade, Candle, Quote, BookSnapshot, Funding, Gap, Quarantine)
+MarketDataEvent: TypeAlias = Trade | Candle | Quote | BookSnapshot | Funding | InstrumentSpec
+Event: TypeAlias = Trade | Candle | Quote | BookSnapshot | Funding | InstrumentSpec | Gap | Quarantine
+EVENT_TYPES: Final = (Trade, Candle, Quote, BookSnapshot, Funding, InstrumentSpec, Gap, Quarantine)
 
 _DATA_TYPE_BY_CLASS: Final[dict[type, DataType]] = {
     Trade: DataType.TRADES,
@@ -461,6 +505,7 @@ _DATA_TYPE_BY_CLASS: Final[dict[type, DataType]] = {
     Quote: DataType.QUOTES,
     BookSnapshot: DataType.BOOKS,
     Funding: DataType.FUNDING,
+    InstrumentSpec: DataType.INSTRUMENTS,
 }
 
 

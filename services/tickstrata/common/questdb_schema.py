@@ -1,13 +1,14 @@
 """The QuestDB schema: one ``TableSpec`` per table says its columns, types and dedup keys. Pure.
 
-Two families, one owner: the market-data tables the writer fills from the streams (``TABLES``), and the
-validator's ledger (``QUALITY_TABLES``: bucket states, gaps and violations). The query service and the tests read
+Three families, one owner: the market-data tables the writer fills from the streams (``TABLES``), the
+instruments' precision it fills from the same kind of stream (``INSTRUMENTS_SPEC``), and the validator's ledger
+(``QUALITY_TABLES``: bucket states, gaps and violations). The query service and the tests read
 the same specs, so no table or column is re-spelled elsewhere.
 
 Every table is created by code (never by a first ILP write, which would guess types and skip dedup): WAL,
-``PARTITION BY DAY``, and ``DEDUP UPSERT KEYS`` that include the designated timestamp and the row's identity
-from the exchange (trade id; candle open time and interval), never a stream id or receipt time, so a replayed
-or re-delivered entry overwrites itself instead of adding a row.
+``PARTITION BY DAY`` (YEAR for the small instruments table), and ``DEDUP UPSERT KEYS`` that include the
+designated timestamp and the row's identity from the exchange (trade id; candle open time and interval), never a
+stream id or receipt time, so a replayed or re-delivered entry overwrites itself instead of adding a row.
 
 Types: exchange, symbol and other small enumerations are SYMBOL (dictionary-encoded, cheap to filter on);
 prices, sizes and rates are DOUBLE, exact at the instrument's precision because ``float(Decimal)`` of a venue
@@ -37,6 +38,7 @@ CANDLES_TABLE: Final = "candles"
 QUOTES_TABLE: Final = "quotes"
 BOOKS_TABLE: Final = "books"
 FUNDING_TABLE: Final = "funding"
+INSTRUMENTS_TABLE: Final = "instruments"
 
 TIMESTAMP_COLUMN: Final = "ts"
 
@@ -55,6 +57,8 @@ class Kind(Enum):
     BOOLEAN = ("BOOLEAN", "bool")
     LEVELS = ("DOUBLE[][]", "book levels ((price, size), ...) as [[prices], [sizes]]")
     TEXT = ("VARCHAR", "str, possibly empty (free text: a cause, a detail)")
+    DECIMALS = ("INT", "int in [0, MAX_DECIMALS]: how many decimals a venue writes")
+    DECIMAL_TEXT = ("VARCHAR", "a positive Decimal's exact text, as the venue wrote it (tick and lot sizes)")
 
     @property
     def sql_type(self) -> str:
@@ -77,6 +81,8 @@ class TableSpec:
     columns: tuple[Column, ...]
     """In table order; the first is the designated timestamp ``ts``."""
     dedup_keys: tuple[str, ...]
+    partition_by: str = "DAY"
+    """QuestDB's partition unit: DAY for market data (the tierer moves whole days); a small table takes YEAR."""
 
     @property
     def symbol_columns(self) -> tuple[str, ...]:
@@ -86,7 +92,8 @@ class TableSpec:
         columns = ", ".join(f"{column.name} {column.kind.sql_type}" for column in self.columns)
         keys = ", ".join(self.dedup_keys)
         return (
-            f"CREATE TABLE IF NOT EXISTS {self.name} ({columns}) TIMESTAMP({TIMESTAMP_COLUMN}) PARTITION BY DAY WAL "
+            f"CREATE TABLE IF NOT EXISTS {self.name} ({columns}) TIMESTAMP({TIMESTAMP_COLUMN}) "
+            f"PARTITION BY {self.partition_by} WAL "
             f"DEDUP UPSERT KEYS({keys})"
         )
 
@@ -191,10 +198,35 @@ TABLES: Final = (
 )
 
 TABLES_BY_NAME: Final = {spec.name: spec for spec in TABLES}
-TABLE_OF_DATA_TYPE: Final = {spec.data_type: spec.name for spec in TABLES if spec.data_type is not None}
 
-# Data types the writer consumes: every market-data type has a table.
-STORED_DATA_TYPES: Final = frozenset(spec.data_type for spec in TABLES if spec.data_type is not None)
+# ---- reference data --------------------------------------------------------------------------------------
+# Each instrument's precision, one row per instrument each time a collector loads the venue's list (valid from
+# ``ts``; readers take the newest row at or before the time they format). Written by the writer from
+# ``md:<exchange>:instruments`` like market data, but kept apart from ``TABLES``: the tierer never moves or drops
+# it (a few rows per instrument and collector start), and the warm and cold tiers read it to scale prices exactly.
+INSTRUMENTS_SPEC: Final = TableSpec(
+    INSTRUMENTS_TABLE,
+    DataType.INSTRUMENTS,
+    (
+        _ts("ts_event_ns"),
+        _EXCHANGE,
+        _SYMBOL,
+        _col("price_decimals", Kind.DECIMALS),
+        _col("size_decimals", Kind.DECIMALS),
+        _col("tick_size", Kind.DECIMAL_TEXT),
+        _col("lot_size", Kind.DECIMAL_TEXT),
+        _TS_RECV_NS,
+    ),
+    ("ts", "exchange", "symbol"),
+    partition_by="YEAR",
+)
+
+WRITTEN_TABLES: Final = (*TABLES, INSTRUMENTS_SPEC)
+"""Every table the writer fills from the streams: the market data and the instruments."""
+TABLE_OF_DATA_TYPE: Final = {spec.data_type: spec.name for spec in WRITTEN_TABLES if spec.data_type is not None}
+
+# Data types the writer consumes: every stream data type has a table.
+STORED_DATA_TYPES: Final = frozenset(spec.data_type for spec in WRITTEN_TABLES if spec.data_type is not None)
 
 # ---- the validator's ledger --------------------------------------------------------------------------------
 # Provenance cannot be recomputed from the market-data tables (dedup is last-write-wins, a REST candle replaces a
@@ -270,7 +302,7 @@ QUALITY_TABLES_BY_NAME: Final = {spec.name: spec for spec in QUALITY_TABLES}
 
 def create_table_statements() -> list[str]:
     """The DDL the writer runs at start; idempotent (``IF NOT EXISTS``)."""
-    return [spec.create_sql() for spec in TABLES]
+    return [spec.create_sql() for spec in WRITTEN_TABLES]
 
 
 def create_quality_table_statements() -> list[str]:

@@ -36,6 +36,7 @@ from tickstrata.common.events import (
     Funding,
     Gap,
     GapKind,
+    InstrumentSpec,
     Quarantine,
     Quote,
     Trade,
@@ -146,8 +147,11 @@ def stream_for(event: Event) -> str:
 # Version 3 made gap windows half-open, `[start_ns, end_ns)` (docs/architecture.md, "Time windows"); versions 1
 # and 2 wrote a closed `[start_ns, end_ns]`. Same bytes, other meaning: a gap of a version <= 2 entry decodes with
 # `end_ns + 1`, so every reader sees one convention. The other event types are unchanged.
-SCHEMA_VERSION: Final = 3
-SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1, 2, 3})
+# Version 4 added the instrument-spec event (tag `i`) and the data type `instruments`; nothing else changed, so a
+# reader of version 4 reads 1-3 as before. Consumers are upgraded before producers (a version-3 reader leaves a
+# version-4 entry pending rather than dead-lettering it).
+SCHEMA_VERSION: Final = 4
+SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1, 2, 3, 4})
 CLOSED_GAP_SCHEMA_VERSIONS: Final = frozenset({1, 2})
 """Versions whose gap windows are closed on both ends."""
 # "A small batch": bounds one entry's size, so one poison entry dead-letters little and XRANGE stays cheap.
@@ -193,7 +197,7 @@ class _ClosedGap(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="g"
         )
 
 
-_ClosedGapEvent: TypeAlias = Trade | Candle | Quote | BookSnapshot | Funding | _ClosedGap | Quarantine
+_ClosedGapEvent: TypeAlias = Trade | Candle | Quote | BookSnapshot | Funding | InstrumentSpec | _ClosedGap | Quarantine
 _closed_gap_events_decoder: Final = msgspec.msgpack.Decoder(tuple[_ClosedGapEvent, ...])
 
 

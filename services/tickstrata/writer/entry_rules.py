@@ -32,9 +32,9 @@ from enum import StrEnum
 from typing import Final
 
 from tickstrata.common.bounds import MAX_ABS_FLOAT, MIN_ABS_FLOAT, ZERO, decimal_in_range
-from tickstrata.common.events import DataType
+from tickstrata.common.events import MAX_DECIMALS, DataType
 from tickstrata.common.streams import MAX_EVENTS_PER_ENTRY, MarketDataStream, market_data_stream
-from tickstrata.writer.wire import WireBook, WireCandle, WireEvent, WireFunding, WireQuote, WireTrade
+from tickstrata.writer.wire import WireBook, WireCandle, WireEvent, WireFunding, WireInstrument, WireQuote, WireTrade
 
 # The earliest plausible crypto market event: the Bitcoin genesis block's day, 2009-01-03T00:00:00Z. No venue
 # publishes listing times the writer could know (the collector checks those it is told), so this one floor serves
@@ -62,6 +62,7 @@ WIRE_TYPE_OF_DATA_TYPE: Final[Mapping[DataType, type[WireEvent]]] = {
     DataType.QUOTES: WireQuote,
     DataType.BOOKS: WireBook,
     DataType.FUNDING: WireFunding,
+    DataType.INSTRUMENTS: WireInstrument,
 }
 _DATA_TYPE_OF_WIRE_TYPE: Final = {wire_type: data_type for data_type, wire_type in WIRE_TYPE_OF_DATA_TYPE.items()}
 
@@ -248,6 +249,28 @@ def _funding_fast(events: Sequence[WireEvent], start: int, exchange: str, latest
     return -1
 
 
+def _instruments_fast(events: Sequence[WireEvent], start: int, exchange: str, latest_ns: int) -> int:
+    # A few events per collector start: no need for speed, but the same shape as the others.
+    index = start
+    try:
+        for index in range(start, len(events)):
+            event = events[index]
+            if not (
+                type(event) is WireInstrument
+                and event.exchange == exchange
+                and _FLOOR <= event.ts_event_ns <= latest_ns
+                and _FLOOR <= event.ts_recv_ns <= latest_ns
+                and 0 <= event.price_decimals <= MAX_DECIMALS
+                and 0 <= event.size_decimals <= MAX_DECIMALS
+                and _LOW <= float(event.tick_size) < _HIGH
+                and _LOW <= float(event.lot_size) < _HIGH
+            ):
+                return index
+    except ValueError:
+        return index
+    return -1
+
+
 _FastTest = Callable[[Sequence[WireEvent], int, str, int], int]
 _FAST_TESTS: Final[Mapping[DataType, _FastTest]] = {
     DataType.TRADES: _trades_fast,
@@ -255,6 +278,7 @@ _FAST_TESTS: Final[Mapping[DataType, _FastTest]] = {
     DataType.QUOTES: _quotes_fast,
     DataType.BOOKS: _books_fast,
     DataType.FUNDING: _funding_fast,
+    DataType.INSTRUMENTS: _instruments_fast,
 }
 
 
@@ -334,6 +358,14 @@ def _check_numbers(where: str, event: WireEvent) -> None:
             _price(where, "mark_price", event.mark_price)
         if event.index_price is not None:
             _price(where, "index_price", event.index_price)
+    elif type(event) is WireInstrument:
+        _price(where, "tick_size", event.tick_size)  # an increment: positive, like a price
+        _price(where, "lot_size", event.lot_size)
+        for name, decimals in (("price_decimals", event.price_decimals), ("size_decimals", event.size_decimals)):
+            if not 0 <= decimals <= MAX_DECIMALS:
+                raise _RuleBrokenError(
+                    f"{Rule.NUMBER_OUT_OF_RANGE}: {where} {name} {decimals} is not in [0, {MAX_DECIMALS}]"
+                )
 
 
 def _check_candle(where: str, candle: WireCandle) -> None:

@@ -26,14 +26,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickstrata.common.events import validate_exchange, validate_symbol
+from tickstrata.common.events import MAX_DECIMALS, validate_exchange, validate_symbol
 from tickstrata.common.questdb_schema import (
     BOOKS_TABLE,
     CANDLES_TABLE,
     FUNDING_TABLE,
+    INSTRUMENTS_TABLE,
     QUOTES_TABLE,
-    TABLES,
     TRADES_TABLE,
+    WRITTEN_TABLES,
     Kind,
     TableSpec,
 )
@@ -43,6 +44,7 @@ from tickstrata.writer.wire import (
     WireCandle,
     WireEvent,
     WireFunding,
+    WireInstrument,
     WireQuote,
     WireTrade,
     canonical_wire_entry,
@@ -54,6 +56,7 @@ TABLE_OF_WIRE_TYPE: Final[Mapping[type, str]] = {
     WireQuote: QUOTES_TABLE,
     WireBook: BOOKS_TABLE,
     WireFunding: FUNDING_TABLE,
+    WireInstrument: INSTRUMENTS_TABLE,
 }
 
 _INT32_LIMIT: Final = 2**31
@@ -160,6 +163,19 @@ def _positive_int32(name: str, values: list[Any]) -> np.ndarray[Any, np.dtype[np
     return array
 
 
+def _decimals(name: str, values: list[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    array = _int64(name, values)
+    if len(array) and not (int(array.min()) >= 0 and int(array.max()) <= MAX_DECIMALS):
+        raise _fail(name, f"not within [0, {MAX_DECIMALS}]")
+    return array
+
+
+def _decimal_texts(name: str, values: list[Any]) -> pd.api.extensions.ExtensionArray:
+    # Stored as the venue wrote them (trailing zeros are the precision); that each is a positive decimal within
+    # the shared bounds is the entry rules' check (tickstrata.writer.entry_rules).
+    return _ids(name, values)
+
+
 # Kind → (column name for errors, values) → what the DataFrame holds. Non-null doubles and integers are plain
 # numpy arrays; nullable ones are Arrow-backed (pandas' nullable dtypes), whose nulls the client leaves out.
 _CONVERTERS: Final[Mapping[Kind, Callable[[str, list[Any]], Any]]] = {
@@ -173,10 +189,12 @@ _CONVERTERS: Final[Mapping[Kind, Callable[[str, list[Any]], Any]]] = {
     Kind.POSITIVE_INT: _positive_int32,
     Kind.BOOLEAN: lambda _, values: np.array(values, dtype=np.bool_),
     Kind.LEVELS: _levels,
+    Kind.DECIMALS: _decimals,
+    Kind.DECIMAL_TEXT: _decimal_texts,
 }
 
 
-_getters: Final = {column.attribute: attrgetter(column.attribute) for spec in TABLES for column in spec.columns}
+_getters: Final = {column.attribute: attrgetter(column.attribute) for spec in WRITTEN_TABLES for column in spec.columns}
 
 
 def build_frame(spec: TableSpec, events: Sequence[WireEvent]) -> TableFrame:
@@ -223,7 +241,7 @@ def rows_by_table(events: Sequence[WireEvent]) -> dict[str, int]:
 def build_frames(entries: Iterable[Sequence[WireEvent]]) -> list[TableFrame]:
     """One ``TableFrame`` per table that has events, in a stable table order; raise ``ColumnCheckError``."""
     groups = group_by_table(entries)
-    return [build_frame(spec, groups[spec.name]) for spec in TABLES if spec.name in groups]
+    return [build_frame(spec, groups[spec.name]) for spec in WRITTEN_TABLES if spec.name in groups]
 
 
 @dataclass(frozen=True, slots=True)

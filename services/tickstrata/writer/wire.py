@@ -30,6 +30,7 @@ from tickstrata.common.events import (
     CandleSource,
     Event,
     Funding,
+    InstrumentSpec,
     Quote,
     Side,
     Trade,
@@ -111,7 +112,18 @@ class WireFunding(_Wire, frozen=True, tag="f"):
     ts_recv_ns: int
 
 
-WireEvent: TypeAlias = WireTrade | WireCandle | WireQuote | WireBook | WireFunding
+class WireInstrument(_Wire, frozen=True, tag="i"):
+    exchange: str
+    symbol: str
+    price_decimals: int
+    size_decimals: int
+    tick_size: str
+    lot_size: str
+    ts_event_ns: int
+    ts_recv_ns: int
+
+
+WireEvent: TypeAlias = WireTrade | WireCandle | WireQuote | WireBook | WireFunding | WireInstrument
 
 # Each stored event type and its mirror.
 WIRE_TYPES: Final[Mapping[type[Event], type[WireEvent]]] = {
@@ -120,11 +132,13 @@ WIRE_TYPES: Final[Mapping[type[Event], type[WireEvent]]] = {
     Quote: WireQuote,
     BookSnapshot: WireBook,
     Funding: WireFunding,
+    InstrumentSpec: WireInstrument,
 }
 _STORED_EVENT_TYPES: Final = tuple(WIRE_TYPES)
 
 # Every supported version has the same layout for the events the writer stores (version 2 only added gap kinds,
-# version 3 only changed what a gap's end means; the writer stores no gaps), so all take the fast path.
+# version 3 only changed what a gap's end means, the writer stores no gaps; version 4 only added the instrument
+# spec), so all take the fast path.
 _FAST_VERSIONS: Final = frozenset(str(version).encode("ascii") for version in SUPPORTED_SCHEMA_VERSIONS)
 _decoder: Final = msgspec.msgpack.Decoder(tuple[WireEvent, ...])
 _encoder: Final = msgspec.msgpack.Encoder()

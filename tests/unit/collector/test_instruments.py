@@ -47,6 +47,13 @@ def test_mapping_both_ways() -> None:
         registry.require("DOGE-USDT")
 
 
+def test_the_spec_the_tiers_keep_carries_the_precision_and_the_increments_as_written() -> None:
+    spec = _btc().spec(loaded_ns=1_717_000_000_000_000_000)
+    assert (spec.exchange, spec.symbol, spec.price_decimals, spec.size_decimals) == ("binance", "BTC-USDT", 8, 8)
+    assert (str(spec.tick_size), str(spec.lot_size)) == ("0.01000000", "0.00001000")
+    assert spec.ts_event_ns == spec.ts_recv_ns == 1_717_000_000_000_000_000
+
+
 def test_collisions_and_foreign_instruments_are_refused() -> None:
     with pytest.raises(ValueError, match="both map to BTC-USDT"):
         InstrumentRegistry("binance", [_btc(), _btc(venue_symbol="XBTUSDT")])

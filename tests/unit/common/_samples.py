@@ -14,6 +14,7 @@ from tickstrata.common.events import (
     Funding,
     Gap,
     GapKind,
+    InstrumentSpec,
     Quarantine,
     Quote,
     Side,
@@ -105,6 +106,21 @@ def funding(**overrides: object) -> Funding:
     return Funding(**fields)  # type: ignore[arg-type]
 
 
+def instrument(**overrides: object) -> InstrumentSpec:
+    fields: dict[str, object] = {
+        "exchange": "binance-usdm",
+        "symbol": "BTC-USDT-PERP",
+        "price_decimals": 2,
+        "size_decimals": 3,
+        "tick_size": Decimal("0.10"),
+        "lot_size": Decimal("0.001"),
+        "ts_event_ns": TS_EVENT_NS,
+        "ts_recv_ns": TS_RECV_NS,
+    }
+    fields.update(overrides)
+    return InstrumentSpec(**fields)  # type: ignore[arg-type]
+
+
 def gap(**overrides: object) -> Gap:
     fields: dict[str, object] = {
         "exchange": "okx",
@@ -136,4 +152,4 @@ def quarantine(**overrides: object) -> Quarantine:
 
 
 def all_events() -> list[Event]:
-    return [trade(), candle(), quote(), book(), funding(), gap(), quarantine()]
+    return [trade(), candle(), quote(), book(), funding(), instrument(), gap(), quarantine()]

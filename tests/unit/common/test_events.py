@@ -27,6 +27,7 @@ DECIMAL_FIELDS: list[tuple[Callable[..., Event], str]] = [
     *[(_samples.candle, name) for name in ("open", "high", "low", "close", "volume", "quote_volume")],
     *[(_samples.quote, name) for name in ("bid_price", "bid_size", "ask_price", "ask_size")],
     *[(_samples.funding, name) for name in ("rate", "mark_price", "index_price")],
+    *[(_samples.instrument, name) for name in ("tick_size", "lot_size")],
 ]
 # (builder, name of an int field) for every non-negative int field.
 INT_FIELDS: list[tuple[Callable[..., Event], str]] = [
@@ -38,6 +39,7 @@ INT_FIELDS: list[tuple[Callable[..., Event], str]] = [
     (_samples.candle, "trade_count"),
     (_samples.book, "sequence"),
     (_samples.funding, "next_funding_time_ns"),
+    (_samples.instrument, "ts_event_ns"),
     (_samples.gap, "ts_recv_ns"),
     (_samples.quarantine, "ts_recv_ns"),
 ]
@@ -45,7 +47,7 @@ INT_FIELDS: list[tuple[Callable[..., Event], str]] = [
 
 def test_every_sample_event_constructs() -> None:
     assert [type(event).__name__ for event in _samples.all_events()] == [
-        "Trade", "Candle", "Quote", "BookSnapshot", "Funding", "Gap", "Quarantine",
+        "Trade", "Candle", "Quote", "BookSnapshot", "Funding", "InstrumentSpec", "Gap", "Quarantine",
     ]  # fmt: skip
 
 
@@ -220,10 +222,29 @@ def test_event_with_bad_exchange_or_symbol_raises() -> None:
         (_samples.quote(), DataType.QUOTES),
         (_samples.book(), DataType.BOOKS),
         (_samples.funding(), DataType.FUNDING),
+        (_samples.instrument(), DataType.INSTRUMENTS),
     ],
 )
 def test_data_type_of_maps_each_market_data_event(event: Event, data_type: DataType) -> None:
     assert data_type_of(event) is data_type  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["price_decimals", "size_decimals"])
+@pytest.mark.parametrize("decimals", [-1, 19, True, 2.0])
+def test_instrument_spec_refuses_decimals_outside_0_to_18(field: str, decimals: object) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be an int in \\[0, 18\\]"):
+        _samples.instrument(**{field: decimals})
+
+
+@pytest.mark.parametrize("field", ["tick_size", "lot_size"])
+@pytest.mark.parametrize("size", ["0", "-0.01"])
+def test_instrument_spec_refuses_an_increment_that_is_not_positive(field: str, size: str) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be positive"):
+        _samples.instrument(**{field: Decimal(size)})
+
+
+def test_instrument_spec_accepts_the_bounds_of_its_decimals() -> None:
+    assert _samples.instrument(price_decimals=0, size_decimals=18).size_decimals == 18
 
 
 def test_data_type_of_a_gap_raises() -> None:
@@ -233,4 +254,11 @@ def test_data_type_of_a_gap_raises() -> None:
 
 def test_side_values_are_the_wire_spelling() -> None:
     assert [side.value for side in Side] == ["buy", "sell"]
-    assert [data_type.value for data_type in DataType] == ["trades", "candles", "quotes", "books", "funding"]
+    assert [data_type.value for data_type in DataType] == [
+        "trades",
+        "candles",
+        "quotes",
+        "books",
+        "funding",
+        "instruments",
+    ]

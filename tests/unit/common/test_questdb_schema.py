@@ -5,21 +5,26 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from tickstrata.common.events import BookSnapshot, Candle, DataType, Funding, Quote, Trade
+from tickstrata.common.events import BookSnapshot, Candle, DataType, Funding, InstrumentSpec, Quote, Trade
 from tickstrata.common.questdb_schema import (
+    INSTRUMENTS_SPEC,
     QUALITY_TABLES,
     STORED_DATA_TYPES,
     TABLES,
     TABLES_BY_NAME,
+    WRITTEN_TABLES,
     create_quality_table_statements,
     create_table_statements,
 )
 
 
 def test_every_table_is_wal_partitioned_by_day_with_dedup_keys_including_the_timestamp() -> None:
-    for spec, sql in zip(TABLES, create_table_statements(), strict=True):
+    for spec, sql in zip(WRITTEN_TABLES, create_table_statements(), strict=True):
+        partition = "YEAR" if spec is INSTRUMENTS_SPEC else "DAY"  # a few rows per collector start
         assert sql.startswith(f"CREATE TABLE IF NOT EXISTS {spec.name} (ts TIMESTAMP_NS, exchange SYMBOL, ")
-        assert sql.endswith(f"TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS({', '.join(spec.dedup_keys)})")
+        assert sql.endswith(
+            f"TIMESTAMP(ts) PARTITION BY {partition} WAL DEDUP UPSERT KEYS({', '.join(spec.dedup_keys)})"
+        )
         column_names = [column.name for column in spec.columns]
         assert len(set(column_names)) == len(column_names)
         assert set(spec.dedup_keys) <= set(column_names)
@@ -42,7 +47,17 @@ def test_dedup_keys(table: str, keys: tuple[str, ...]) -> None:
 
 def test_every_market_data_type_is_stored_books_included() -> None:
     assert frozenset(DataType) == STORED_DATA_TYPES
-    assert {spec.data_type for spec in TABLES} == set(DataType)
+    assert {spec.data_type for spec in WRITTEN_TABLES} == set(DataType)
+    # The tierer moves TABLES; the instruments stay in the hot tier for the warm and cold tiers to scale by.
+    assert DataType.INSTRUMENTS not in {spec.data_type for spec in TABLES}
+
+
+def test_instruments_keep_the_precision_and_the_increments_as_the_venue_wrote_them() -> None:
+    assert INSTRUMENTS_SPEC.create_sql() == (
+        "CREATE TABLE IF NOT EXISTS instruments (ts TIMESTAMP_NS, exchange SYMBOL, symbol SYMBOL, price_decimals INT, "
+        "size_decimals INT, tick_size VARCHAR, lot_size VARCHAR, ts_recv_ns LONG) TIMESTAMP(ts) PARTITION BY YEAR WAL "
+        "DEDUP UPSERT KEYS(ts, exchange, symbol)"
+    )
 
 
 def test_books_keep_each_side_as_a_two_dimensional_array_with_the_sequence() -> None:
@@ -52,11 +67,19 @@ def test_books_keep_each_side_as_a_two_dimensional_array_with_the_sequence() -> 
 
 @pytest.mark.parametrize(
     ("table", "event_type"),
-    [("trades", Trade), ("candles", Candle), ("quotes", Quote), ("books", BookSnapshot), ("funding", Funding)],
+    [
+        ("trades", Trade),
+        ("candles", Candle),
+        ("quotes", Quote),
+        ("books", BookSnapshot),
+        ("funding", Funding),
+        ("instruments", InstrumentSpec),
+    ],
 )
 def test_every_column_comes_from_an_attribute_of_the_event(table: str, event_type: type[msgspec.Struct]) -> None:
     fields = set(event_type.__struct_fields__)
-    assert {column.attribute for column in TABLES_BY_NAME[table].columns} <= fields
+    spec = {spec.name: spec for spec in WRITTEN_TABLES}[table]
+    assert {column.attribute for column in spec.columns} <= fields
 
 
 def test_optional_event_fields_are_nullable_columns() -> None:

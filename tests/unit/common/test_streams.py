@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.common import _samples
-from tickstrata.common.events import BookLevel, DataType, Event, Gap, GapKind, Side, Trade
+from tickstrata.common.events import BookLevel, DataType, Event, Gap, GapKind, InstrumentSpec, Side, Trade
 from tickstrata.common.streams import (
     FIELD_EVENTS,
     FIELD_TRACEPARENT,
@@ -102,7 +102,7 @@ def test_encoding_a_non_event_raises_type_error(thing: object) -> None:
 def test_entry_fields_are_short_bytes() -> None:
     fields = encode_entry([_samples.trade()], traceparent=TRACEPARENT, tracestate="vendor=abc")
     assert set(fields) == {b"v", b"d", b"tp", b"tst"}
-    assert fields[FIELD_VERSION] == b"3"
+    assert fields[FIELD_VERSION] == b"4"
     assert all(isinstance(value, bytes) for value in fields.values())
 
 
@@ -148,7 +148,7 @@ def test_non_ascii_or_oversized_trace_context_decodes_as_none(raw: bytes) -> Non
 # ---- versions and garbage ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [b"4", b"17", b"999999"])
+@pytest.mark.parametrize("version", [b"5", b"17", b"999999"])
 def test_unknown_newer_version_raises_unsupported_schema(version: bytes) -> None:
     fields = {**encode_entry([_samples.trade()]), FIELD_VERSION: version}
     with pytest.raises(UnsupportedSchemaError, match="unsupported stream schema version") as excinfo:
@@ -466,10 +466,22 @@ def test_a_version_1_entry_still_decodes() -> None:
     assert decode_entry(fields).schema_version == 1
 
 
-def test_the_current_version_is_3_and_older_ones_still_decode() -> None:
-    assert SCHEMA_VERSION == 3
-    assert sorted(SUPPORTED_SCHEMA_VERSIONS) == [1, 2, 3]
-    assert encode_entry([_samples.trade()])[FIELD_VERSION] == b"3"
+def test_the_current_version_is_4_and_older_ones_still_decode() -> None:
+    assert SCHEMA_VERSION == 4
+    assert sorted(SUPPORTED_SCHEMA_VERSIONS) == [1, 2, 3, 4]
+    assert encode_entry([_samples.trade()])[FIELD_VERSION] == b"4"
+    # Version 4 only added the instrument spec: what a version-3 collector wrote reads the same.
+    fields = encode_entry([_samples.trade(), _samples.gap()])
+    fields[FIELD_VERSION] = b"3"
+    assert decode_entry(fields).events == (_samples.trade(), _samples.gap())
+
+
+def test_an_instrument_spec_round_trips_with_its_precision_as_written() -> None:
+    spec = _samples.instrument(tick_size=Decimal("0.010"), lot_size=Decimal("1E-8"))
+    (decoded,) = decode_entry(encode_entry([spec])).events
+    assert decoded == spec
+    assert isinstance(decoded, InstrumentSpec)
+    assert (str(decoded.tick_size), str(decoded.lot_size)) == ("0.010", "1E-8")
 
 
 @pytest.mark.parametrize("version", [b"1", b"2"])

@@ -24,7 +24,16 @@ from tickstrata.writer.entry_rules import (
     event_violation,
     size_violation,
 )
-from tickstrata.writer.wire import WireBook, WireCandle, WireEvent, WireFunding, WireQuote, WireTrade, decode_wire_entry
+from tickstrata.writer.wire import (
+    WireBook,
+    WireCandle,
+    WireEvent,
+    WireFunding,
+    WireInstrument,
+    WireQuote,
+    WireTrade,
+    decode_wire_entry,
+)
 
 NOW_NS: Final = _samples.TS_RECV_NS + 60_000_000_000  # after every sample's times (the candle opens 20 s later)
 TOLERANCE_NS: Final = 5_000_000_000
@@ -38,6 +47,7 @@ SAMPLES: Final[dict[DataType, Event]] = {
     DataType.QUOTES: _samples.quote(),
     DataType.BOOKS: _samples.book(),
     DataType.FUNDING: _samples.funding(),
+    DataType.INSTRUMENTS: _samples.instrument(),
 }
 
 
@@ -171,6 +181,21 @@ def test_the_next_funding_time_may_lie_in_the_future_but_not_before_the_earliest
 
 
 # ---- numbers -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["price_decimals", "size_decimals"])
+@pytest.mark.parametrize("decimals", [-1, 19, 2**40])
+def test_an_instrument_precision_beyond_0_to_18_decimals_is_refused(field: str, decimals: int) -> None:
+    # The wire mirror takes any int: a hostile producer's precision would scale every stored price wrongly.
+    reason = refused(DataType.INSTRUMENTS, Rule.NUMBER_OUT_OF_RANGE, **{field: decimals})
+    assert reason.endswith(f"{field} {decimals} is not in [0, 18]")
+
+
+@pytest.mark.parametrize("field", ["tick_size", "lot_size"])
+@pytest.mark.parametrize("text", ["0", "-0.01"])
+def test_an_instrument_increment_that_is_not_positive_is_refused(field: str, text: str) -> None:
+    assert refused(DataType.INSTRUMENTS, Rule.NON_POSITIVE_PRICE, **{field: text}).endswith(f"{field} is {text!r}")
+
 
 PRICE_FIELDS: Final = [
     (DataType.TRADES, "price"),
@@ -440,6 +465,7 @@ NUMBER_FIELDS: Final = {
     DataType.CANDLES: ("volume", "quote_volume"),
     DataType.FUNDING: ("rate", "mark_price", "index_price"),
     DataType.BOOKS: (),
+    DataType.INSTRUMENTS: ("tick_size", "lot_size"),
 }
 OPTIONAL_FIELDS: Final = {"quote_volume", "mark_price", "index_price"}
 
@@ -480,5 +506,5 @@ def test_the_fast_test_never_passes_what_the_exact_judge_refuses(event: WireEven
 
 def test_wire_types_cover_every_data_type() -> None:
     kinds = {WireTrade: DataType.TRADES, WireCandle: DataType.CANDLES, WireQuote: DataType.QUOTES}
-    kinds |= {WireBook: DataType.BOOKS, WireFunding: DataType.FUNDING}
+    kinds |= {WireBook: DataType.BOOKS, WireFunding: DataType.FUNDING, WireInstrument: DataType.INSTRUMENTS}
     assert {kind: wire_type for wire_type, kind in kinds.items()} == dict(WIRE_TYPE_OF_DATA_TYPE)

@@ -60,7 +60,7 @@ def test_book_levels_keep_their_order() -> None:
 
 def test_a_newer_schema_version_is_reported_as_such() -> None:
     fields = dict(encode_entry([_samples.trade()]))
-    fields[b"v"] = b"4"  # 3 is the current version
+    fields[b"v"] = b"5"  # 4 is the current version
     with pytest.raises(UnsupportedSchemaError):
         decode_wire_entry(fields)
 
