@@ -65,12 +65,23 @@ class Kind(Enum):
         return self.value[0]
 
 
+class Scale(Enum):
+    """Which of the instrument's precisions a DOUBLE column sits on (``instruments``): the warm and cold tiers store
+    such a column as an exact integer ``value * 10**decimals``. A column without one (rates, mark and index prices,
+    quote volumes: values the venue computes, written with no instrument precision) keeps the hot tier's double."""
+
+    PRICE = "price_decimals"
+    SIZE = "size_decimals"
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     name: str
     kind: Kind
     attribute: str
     """The event attribute the values come from."""
+    scale: Scale | None = None
+    """For prices and sizes (and book levels: prices and sizes): the precision the cooler tiers scale by."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +113,8 @@ def _ts(attribute: str) -> Column:
     return Column(TIMESTAMP_COLUMN, Kind.TIMESTAMP, attribute)
 
 
-def _col(name: str, kind: Kind) -> Column:
-    return Column(name, kind, name)
+def _col(name: str, kind: Kind, scale: Scale | None = None) -> Column:
+    return Column(name, kind, name, scale)
 
 
 _EXCHANGE: Final = _col("exchange", Kind.SYMBOL)
@@ -119,8 +130,8 @@ TABLES: Final = (
             _EXCHANGE,
             _SYMBOL,
             _col("trade_id", Kind.ID),
-            _col("price", Kind.DOUBLE),
-            _col("size", Kind.DOUBLE),
+            _col("price", Kind.DOUBLE, Scale.PRICE),
+            _col("size", Kind.DOUBLE, Scale.SIZE),
             _col("side", Kind.SYMBOL),
             _TS_RECV_NS,
             _col("backfilled", Kind.BOOLEAN),
@@ -135,11 +146,11 @@ TABLES: Final = (
             _EXCHANGE,
             _SYMBOL,
             _col("interval_secs", Kind.POSITIVE_INT),
-            _col("open", Kind.DOUBLE),
-            _col("high", Kind.DOUBLE),
-            _col("low", Kind.DOUBLE),
-            _col("close", Kind.DOUBLE),
-            _col("volume", Kind.DOUBLE),
+            _col("open", Kind.DOUBLE, Scale.PRICE),
+            _col("high", Kind.DOUBLE, Scale.PRICE),
+            _col("low", Kind.DOUBLE, Scale.PRICE),
+            _col("close", Kind.DOUBLE, Scale.PRICE),
+            _col("volume", Kind.DOUBLE, Scale.SIZE),
             _col("quote_volume", Kind.DOUBLE_OR_NULL),
             _col("trade_count", Kind.LONG_OR_NULL),
             _col("closed", Kind.BOOLEAN),
@@ -158,10 +169,10 @@ TABLES: Final = (
             _ts("ts_event_ns"),
             _EXCHANGE,
             _SYMBOL,
-            _col("bid_price", Kind.DOUBLE),
-            _col("bid_size", Kind.DOUBLE),
-            _col("ask_price", Kind.DOUBLE),
-            _col("ask_size", Kind.DOUBLE),
+            _col("bid_price", Kind.DOUBLE, Scale.PRICE),
+            _col("bid_size", Kind.DOUBLE, Scale.SIZE),
+            _col("ask_price", Kind.DOUBLE, Scale.PRICE),
+            _col("ask_size", Kind.DOUBLE, Scale.SIZE),
             _TS_RECV_NS,
         ),
         ("ts", "exchange", "symbol"),
