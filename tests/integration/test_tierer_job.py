@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -73,14 +74,20 @@ def test_nothing_due_exits_zero(questdb_server: QuestDBServer, exchange: str) ->
     assert _count(questdb_server, exchange) == 2
 
 
-def test_days_due_but_not_movable_fail_loudly_and_keep_the_data(questdb_server: QuestDBServer, exchange: str) -> None:
+def test_a_warm_tier_that_cannot_be_reached_fails_loudly_and_keeps_the_data(
+    questdb_server: QuestDBServer, exchange: str, tmp_path: Path
+) -> None:
     now = dt.datetime.now(dt.UTC)
     old = now - 30 * DAY
     _trades(questdb_server, exchange, [old, now - DAY])
-    done = _tierer(questdb_server, stage="hot-to-warm", exchange=exchange, hot_days="7", warm_days="365")
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the engine directory should be")
+    done = _tierer(
+        questdb_server, stage="hot-to-warm", exchange=exchange, hot_days="7", warm_days="365",
+        clickhouse_dsn=f"chdb://{blocked}",
+    )  # fmt: skip
     assert done.returncode == 1, done.stderr
-    assert f"trades: {old.date().isoformat()}" in done.stderr
-    assert "TIERER_HOT_DAYS=7" in done.stderr
+    assert "job failed" in done.stderr
     assert _count(questdb_server, exchange) == 2  # nothing dropped
 
 
@@ -102,6 +109,6 @@ def test_an_unknown_tierer_variable_is_refused_before_any_work(questdb_server: Q
 def test_stages_that_cannot_run_yet_say_so(questdb_server: QuestDBServer) -> None:
     done = _tierer(questdb_server, stage="warm-to-cold")
     assert done.returncode == 1
-    assert "stage warm-to-cold: the tier moves are not built yet" in done.stderr
+    assert "stage warm-to-cold: the move is not built yet" in done.stderr
     kept = _tierer(questdb_server, stage="expire-cold", cold_days="0")
     assert kept.returncode == 0, kept.stderr

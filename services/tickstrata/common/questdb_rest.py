@@ -12,6 +12,7 @@ from typing import Any, Final
 import aiohttp
 
 REST_TIMEOUT_SECS: Final = 10.0
+EXPORT_TIMEOUT_SECS: Final = 600.0  # one day of one feed's trades as Parquet: tens of MB, seconds on a busy server
 
 # Retries belong to the consumer loop (the stream is the buffer); the client's own 10 s retry would only hide
 # an outage inside one call and delay a stop request.
@@ -56,6 +57,21 @@ class QuestDBRest:
             if response.status >= 400 or not isinstance(payload, dict) or "error" in payload:
                 raise QuestDBError(f"QuestDB refused {sql!r} (HTTP {response.status}): {payload}")
             return payload
+
+    async def export_parquet(self, sql: str) -> bytes:
+        """The result of ``sql`` as one Parquet file (``/exp?fmt=parquet``: QuestDB's bulk path, columnar, typed).
+
+        QuestDB 9.3.4 exports VARCHAR columns as nulls when the query reads them straight from the table (the
+        partition fast path); a computed column is exported correctly, so callers cast VARCHAR columns
+        (``tickstrata.tierer.export``; ``tests/integration/test_tier_moves.py`` pins both behaviours).
+        """
+        timeout = aiohttp.ClientTimeout(total=EXPORT_TIMEOUT_SECS)
+        params = {"query": sql, "fmt": "parquet"}
+        async with self._client().get(f"{self._base}/exp", params=params, timeout=timeout) as response:
+            body = await response.read()
+            if response.status >= 400:
+                raise QuestDBError(f"QuestDB refused to export {sql!r} (HTTP {response.status}): {body[:500]!r}")
+            return body
 
     async def create_tables(self, statements: Sequence[str]) -> None:
         """Run DDL statements in order (``CREATE TABLE IF NOT EXISTS``: idempotent)."""

@@ -28,7 +28,7 @@ the DataFrames from these specs, so schema and mapping cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Final
 
 from tickstrata.common.events import DataType
@@ -309,6 +309,45 @@ QUALITY_TABLES: Final = (
     ),
 )
 QUALITY_TABLES_BY_NAME: Final = {spec.name: spec for spec in QUALITY_TABLES}
+
+
+# ---- the tier catalog ----------------------------------------------------------------------------------------
+# Where each instrument's day of each market-data table lives once it left the hot tier, and the proof it arrived
+# whole: the rows, a content digest of exactly what was read from the source, and the sum of the table's volume
+# column. The tierer writes a row after the copy is verified in the destination and before it drops the source;
+# the query router reads it to split a range across tiers. Keyed by (day, table, exchange, symbol): a re-run that
+# verifies the same copy writes the same row again.
+
+TIER_CATALOG_TABLE: Final = "tier_catalog"
+
+
+class StorageTier(StrEnum):
+    """Where a catalogued day lives (the ``tier`` column)."""
+
+    WARM = "warm"
+    COLD = "cold"
+
+
+TIER_CATALOG_SPEC: Final = TableSpec(
+    TIER_CATALOG_TABLE,
+    None,
+    (
+        _ts("day_ns"),  # the UTC day's first nanosecond
+        _col("data_table", Kind.SYMBOL),  # trades, candles, quotes, books, funding
+        _EXCHANGE,
+        _SYMBOL,
+        _col("tier", Kind.SYMBOL),  # StorageTier
+        _col("rows", Kind.LONG),
+        _col("digest", Kind.ID),  # sha256 of the rows' canonical content (tickstrata.tierer.digest)
+        _col("volume_sum", Kind.DOUBLE_OR_NULL),  # sum of trades.size / candles.volume; NULL for other tables
+        _col("price_scale", Kind.LONG_OR_NULL),  # the scales the rows were stored with (NULL: nothing scaled)
+        _col("size_scale", Kind.LONG_OR_NULL),
+        _col("scales_inferred", Kind.BOOLEAN),  # no instrument spec was known: the smallest exact scale was used
+        _col("ts_recorded_ns", Kind.LONG),
+    ),
+    ("ts", "data_table", "exchange", "symbol"),
+    partition_by="YEAR",
+)
 
 
 def create_table_statements() -> list[str]:

@@ -9,6 +9,7 @@ equals ``hot`` value for value, which is how a move verifies what it wrote.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 import numpy as np
@@ -41,7 +42,7 @@ class ScaleError(ValueError):
 def to_warm(
     table: WarmTable,
     hot: pa.Table,
-    scales: dict[Scale, npt.ArrayLike],
+    scales: Mapping[Scale, npt.ArrayLike],
 ) -> pa.Table:
     """The warm rows of ``hot`` (one row each, same order); ``scales[Scale.PRICE]`` etc. per row or one for all."""
     rows = hot.num_rows

@@ -1,14 +1,16 @@
 """Tierer: one run-to-completion job per stage and feed (hot → warm → cold → expired).
 
-What is built: the job's lifecycle (`common.job`), its settings (every variable the operator sets, nothing else),
-and the plan of the hot → warm stage read from QuestDB (which of the feed's days are due, aged from
-min(wall clock, newest row)). What is not built yet: the copy → verify → catalog → drop moves themselves. A stage
-with nothing due finishes; a stage with work it cannot do fails loudly, naming what is due, instead of exiting 0
-and letting the hot tier grow unseen.
+Built: the job's lifecycle (`common.job`), its settings (every variable the operator sets, nothing else), and the
+hot → warm stage: the feed's days older than `hot_days` (aged from min(wall clock, newest row)) are copied to
+ClickHouse instrument by instrument, verified, catalogued (`tierer.move`), and each hot day partition is dropped
+once every exchange in it is warm (`tierer.hot_drop`). Not built yet: warm → cold and cold expiry; a stage with
+work it cannot do fails loudly, naming what is due, instead of exiting 0 and letting a tier grow unseen.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
@@ -16,9 +18,15 @@ from typing import Any, ClassVar
 
 from tickstrata.common.job import JobApp, JobContext
 from tickstrata.common.questdb_rest import QuestDBRest
-from tickstrata.tierer.hot import FeedFilter, HotTable, feed_tables
+from tickstrata.common.questdb_schema import TABLES_BY_NAME, TIER_CATALOG_SPEC
+from tickstrata.tierer import catalog
+from tickstrata.tierer.hot import FeedFilter, HotTable, day_exchanges, feed_tables
+from tickstrata.tierer.hot_drop import drop_if_all_warm
+from tickstrata.tierer.move import move_day_to_warm
 from tickstrata.tierer.plan import due_days, reference_day
+from tickstrata.tierer.scales import ScaleBook, read_scale_book
 from tickstrata.tierer.settings import Stage, TiererSettings
+from tickstrata.tierer.warm_store import WarmStore, open_client
 
 logger = logging.getLogger(__name__)
 
@@ -41,35 +49,79 @@ class TiererJob(JobApp[TiererSettings]):
         for stage in stages:
             context.raise_if_stopping()
             if stage is Stage.HOT_TO_WARM:
-                summary["hot_days_due"] = await self._hot_to_warm()
+                summary.update(await self._hot_to_warm(context))
             elif stage is Stage.EXPIRE_COLD and not settings.cold_days:
                 summary["expire_cold"] = "cold data is kept forever (TIERER_COLD_DAYS=0)"
             else:
-                # Nothing reaches the warm tier until the hot → warm move exists, so there is nothing to plan here.
-                raise MoveNotBuiltError(f"stage {stage}: the tier moves are not built yet (only hot-to-warm plans)")
+                raise MoveNotBuiltError(f"stage {stage}: the move is not built yet (only hot-to-warm moves data)")
         return summary
 
-    async def _hot_to_warm(self) -> int:
+    async def _hot_to_warm(self, context: JobContext) -> dict[str, Any]:
         settings = self.settings
         feed = FeedFilter(settings.exchange, tuple(settings.symbols))
         rest = QuestDBRest(settings.questdb_http_url)
         try:
             tables = await feed_tables(rest, feed)
+            due = _due_hot_days(tables, wall_ns=time.time_ns(), hot_days=settings.hot_days)
+            count = sum(len(days) for days in due.values())
+            logger.info(
+                "hot to warm planned",
+                extra={"due": {table: [str(d) for d in days] for table, days in due.items() if days}},
+            )
+            if not count:
+                return {"hot_days_due": 0}
+            await rest.create_tables([TIER_CATALOG_SPEC.create_sql()])
+            store = WarmStore(await asyncio.to_thread(open_client, settings.clickhouse_dsn))
+            try:
+                await asyncio.to_thread(store.ensure_tables)
+                return await self._move_due(context, rest, store, feed, due)
+            finally:
+                await asyncio.to_thread(store.close)
         finally:
             await rest.close()
-        due = _due_hot_days(tables, wall_ns=time.time_ns(), hot_days=settings.hot_days)
-        logger.info(
-            "hot to warm planned", extra={"due": {table: [str(d) for d in days] for table, days in due.items()}}
-        )
-        count = sum(len(days) for days in due.values())
-        if count:
-            listed = "; ".join(f"{table}: {', '.join(str(d) for d in days)}" for table, days in due.items() if days)
-            raise MoveNotBuiltError(
-                f"{count} day partition(s) of {feed.exchange or 'every exchange'} are older than "
-                f"TIERER_HOT_DAYS={settings.hot_days} ({listed}), but the hot → warm move is not built yet: "
-                "they stay in QuestDB"
-            )
-        return count
+
+    async def _move_due(
+        self,
+        context: JobContext,
+        rest: QuestDBRest,
+        store: WarmStore,
+        feed: FeedFilter,
+        due: dict[str, list[dt.date]],
+    ) -> dict[str, Any]:
+        books: dict[str, ScaleBook] = {}
+        moved_rows = 0
+        dropped: list[str] = []
+        kept: dict[str, list[str]] = {}
+        for table, days in due.items():
+            spec = TABLES_BY_NAME[table]
+            for day in days:
+                context.raise_if_stopping()
+                started = time.monotonic()
+                exchanges = [feed.exchange] if feed.exchange else await day_exchanges(rest, spec, day)
+                for exchange in exchanges:
+                    if exchange not in books:
+                        books[exchange] = await read_scale_book(rest, exchange)
+                    entries = await move_day_to_warm(
+                        rest, store, spec, exchange=exchange, symbols=feed.symbols, day=day, scale_book=books[exchange]
+                    )
+                    await catalog.record(rest, entries)
+                    rows = sum(entry.rows for entry in entries)
+                    moved_rows += rows
+                    logger.info(
+                        "moved %s %s %s to warm: %d instruments, %d rows in %.1f s",
+                        table, exchange, day, len(entries), rows, time.monotonic() - started,
+                    )  # fmt: skip
+                outcome = await drop_if_all_warm(rest, spec, day)
+                if outcome.dropped:
+                    dropped.append(f"{table}/{day}")
+                elif outcome.waiting_for:
+                    kept[f"{table}/{day}"] = list(outcome.waiting_for)
+                    logger.info(
+                        "hot day kept until every exchange in it is warm",
+                        extra={"table": table, "day": day.isoformat(), "waiting_for": list(outcome.waiting_for)},
+                    )
+        return {"hot_days_due": sum(len(d) for d in due.values()), "rows_moved": moved_rows, "dropped": dropped,
+                "kept_hot": kept}  # fmt: skip
 
 
 def _due_hot_days(tables: list[HotTable], *, wall_ns: int, hot_days: int) -> dict[str, list[Any]]:

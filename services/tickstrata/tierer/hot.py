@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tickstrata.common.questdb_rest import QuestDBRest, sql_text
-from tickstrata.common.questdb_schema import TABLES, TIMESTAMP_COLUMN
+from tickstrata.common.questdb_schema import TABLES, TIMESTAMP_COLUMN, TableSpec
+from tickstrata.tierer.export import day_bounds_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,16 @@ async def feed_tables(rest: QuestDBRest, feed: FeedFilter) -> list[HotTable]:
         newest = max((_ns(row[1]) for row in rows), default=None)
         found.append(HotTable(spec.name, days, newest))
     return found
+
+
+async def day_exchanges(rest: QuestDBRest, spec: TableSpec, day: dt.date) -> list[str]:
+    """The exchanges with rows in ``spec``'s table on ``day`` (a job without an exchange moves them all)."""
+    start_ns, end_ns = day_bounds_ns(day)
+    payload = await rest.exec_sql(
+        f"SELECT DISTINCT exchange FROM {spec.name} "  # noqa: S608 - names from the spec
+        f"WHERE {TIMESTAMP_COLUMN} >= {start_ns}::timestamp_ns AND {TIMESTAMP_COLUMN} < {end_ns}::timestamp_ns"
+    )
+    return sorted(str(row[0]) for row in payload.get("dataset", []))
 
 
 def _day(text: str) -> dt.date:

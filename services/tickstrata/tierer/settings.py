@@ -54,7 +54,7 @@ class TiererSettings(ServiceSettings):
     questdb_http_url: str = Field(default="http://127.0.0.1:9000", pattern=r"^https?://")
     """The hot tier's REST endpoint (partition listing, SQL, bulk export)."""
 
-    clickhouse_dsn: str = "chdb:///var/lib/tickstrata/warm"
+    clickhouse_dsn: str = Field(default="chdb:///var/lib/tickstrata/warm", pattern=r"^(chdb:///|https?://)")
     """Warm tier: `chdb:///abs/dir` (embedded engine) or `http(s)://user:pass@host:8123/db` (a server)."""
 
     cold_store_url: str = "file:///var/lib/tickstrata/cold"
