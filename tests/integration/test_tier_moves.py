@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import random
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -15,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from tests.integration.servers.chdb_fixtures import open_chdb
 from tests.integration.test_tierer_job import _tierer
+from tests.integration.tier_harness import hot_count, hot_rows, wait_for, warm_digest
 from tickstrata.common.questdb_schema import (
     INSTRUMENTS_SPEC,
     TABLES,
@@ -29,7 +28,7 @@ from tickstrata.common.questdb_schema import (
     TIER_CATALOG_TABLE,
     Scale,
 )
-from tickstrata.common.warm_rows import from_warm, to_warm
+from tickstrata.common.warm_rows import to_warm
 from tickstrata.common.warm_schema import WARM_DATABASE, WARM_TABLES_BY_NAME
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.tierer.digest import canonical, digest
@@ -96,38 +95,8 @@ def _seed(questdb: QuestDBServer, exchange: str, day: dt.date, *, trades: int = 
         f"INSERT INTO funding VALUES ('{_stamp(day, 11)}', '{exchange}', '{SYMBOL}', -0.000125, NULL, "
         "64000.12345678, 1, 12)"
     )
-    _wait(lambda: _hot_count(questdb, "trades", exchange, None) == trades + 1, "seeded trades applied")
-    _wait(lambda: _hot_count(questdb, "funding", exchange, day) == 1, "seeded funding applied")
-
-
-def _wait(condition: Any, what: str, timeout_secs: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_secs
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def _hot_count(questdb: QuestDBServer, table: str, exchange: str, day: dt.date | None) -> int:
-    where = f"exchange = '{exchange}'"
-    if day is not None:
-        start_ns, end_ns = day_bounds_ns(day)
-        where += f" AND ts >= {start_ns}::timestamp_ns AND ts < {end_ns}::timestamp_ns"
-    return int(questdb.exec_sql(f"SELECT count() FROM {table} WHERE {where}")["dataset"][0][0])
-
-
-def _hot_rows(questdb: QuestDBServer, table: str, exchange: str, day: dt.date) -> pa.Table:
-    spec = TABLES_BY_NAME[table]
-    start_ns, end_ns = day_bounds_ns(day)
-    columns = ", ".join(
-        f"cast({c.name} AS STRING) {c.name}" if c.kind.sql_type == "VARCHAR" else c.name for c in spec.columns
-    )
-    query = (
-        f"SELECT {columns} FROM {table} WHERE exchange = '{exchange}' "
-        f"AND ts >= {start_ns}::timestamp_ns AND ts < {end_ns}::timestamp_ns"
-    )
-    url = f"{questdb.http_url}/exp?" + urllib.parse.urlencode({"query": query, "fmt": "parquet"})
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return pq.read_table(io.BytesIO(response.read()))
+    wait_for(lambda: hot_count(questdb, "trades", exchange, None) == trades + 1, "seeded trades applied")
+    wait_for(lambda: hot_count(questdb, "funding", exchange, day) == 1, "seeded funding applied")
 
 
 @pytest.fixture
@@ -143,12 +112,6 @@ def warm(warm_dsn: str) -> Iterator[Any]:
     yield open_store
     for client in clients:
         client.close()
-
-
-def _warm_digest(store: WarmStore, table: str, exchange: str, day: dt.date) -> tuple[int, str]:
-    warm_table = WARM_TABLES_BY_NAME[table]
-    rows = canonical(warm_table.spec, from_warm(warm_table, store.read_day(warm_table, exchange, (), day)))
-    return rows.num_rows, digest(rows)
 
 
 def _catalog(questdb: QuestDBServer, exchange: str) -> dict[str, tuple[int, str]]:
@@ -182,7 +145,7 @@ def test_every_table_moves_exactly_is_catalogued_and_the_hot_day_is_dropped(
 ) -> None:
     exchange = _new_exchange()
     _seed(questdb_server, exchange, old_day)
-    expected = {spec.name: _hot_rows(questdb_server, spec.name, exchange, old_day) for spec in TABLES}
+    expected = {spec.name: hot_rows(questdb_server, spec.name, exchange, old_day) for spec in TABLES}
 
     done = _tierer(
         questdb_server, stage="hot-to-warm", exchange=exchange, hot_days="7", warm_days="3650",
@@ -195,22 +158,22 @@ def test_every_table_moves_exactly_is_catalogued_and_the_hot_day_is_dropped(
     catalog = _catalog(questdb_server, exchange)
     for spec in TABLES:
         rows = canonical(spec, expected[spec.name])
-        assert _warm_digest(store, spec.name, exchange, old_day) == (rows.num_rows, digest(rows)), spec.name
+        assert warm_digest(store, spec.name, exchange, old_day) == (rows.num_rows, digest(rows)), spec.name
         assert catalog[spec.name] == (rows.num_rows, digest(rows)), spec.name
     prices = store._client.query(  # the integers themselves: 64000.1 at the tick's one decimal
         f"SELECT price, price_scale, size, size_scale FROM {WARM_DATABASE}.trades WHERE exchange = '{exchange}' "
         "ORDER BY ts LIMIT 2"
     ).result_rows
     assert prices == [(640000, 1, 1, 3), (640001, 1, 2, 3)]
-    _wait(lambda: all(_hot_count(questdb_server, s.name, exchange, old_day) == 0 for s in TABLES), "hot days dropped")
-    assert _hot_count(questdb_server, "trades", exchange, None) == 1  # today's trade stays hot
+    wait_for(lambda: all(hot_count(questdb_server, s.name, exchange, old_day) == 0 for s in TABLES), "hot days dropped")
+    assert hot_count(questdb_server, "trades", exchange, None) == 1  # today's trade stays hot
 
     again = _tierer(
         questdb_server, stage="hot-to-warm", exchange=exchange, hot_days="7", warm_days="3650",
         clickhouse_dsn=warm_dsn,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    assert _warm_digest(warm(), "trades", exchange, old_day)[0] == 50
+    assert warm_digest(warm(), "trades", exchange, old_day)[0] == 50
 
 
 def test_a_day_shared_with_another_exchange_stays_hot_until_that_one_is_warm_too(
@@ -224,13 +187,13 @@ def test_a_day_shared_with_another_exchange_stays_hot_until_that_one_is_warm_too
     done = _tierer(questdb_server, exchange=first, **settings)
     assert done.returncode == 0, done.stderr
     assert "hot day kept until every exchange in it is warm" in done.stderr
-    assert _hot_count(questdb_server, "trades", first, old_day) == 5  # copied, not dropped: second is only hot
+    assert hot_count(questdb_server, "trades", first, old_day) == 5  # copied, not dropped: second is only hot
     assert _catalog(questdb_server, first)["trades"][0] == 5
 
     done = _tierer(questdb_server, exchange=second, **settings)
     assert done.returncode == 0, done.stderr
-    _wait(lambda: _hot_count(questdb_server, "trades", first, old_day) == 0, "the shared day dropped")
-    assert _hot_count(questdb_server, "trades", second, old_day) == 0
+    wait_for(lambda: hot_count(questdb_server, "trades", first, old_day) == 0, "the shared day dropped")
+    assert hot_count(questdb_server, "trades", second, old_day) == 0
 
 
 def test_a_partial_or_outdated_warm_copy_is_replaced_never_added_to(
@@ -242,7 +205,7 @@ def test_a_partial_or_outdated_warm_copy_is_replaced_never_added_to(
     _seed(questdb_server, exchange, old_day, trades=20)
     store = warm()
     store.ensure_tables()
-    hot = _hot_rows(questdb_server, "trades", exchange, old_day)
+    hot = hot_rows(questdb_server, "trades", exchange, old_day)
     table = WARM_TABLES_BY_NAME["trades"]
     partial = to_warm(table, hot.slice(0, 8), {Scale.PRICE: 1, Scale.SIZE: 3})
     store.insert(table, partial, token="killed-mid-insert")
@@ -255,4 +218,4 @@ def test_a_partial_or_outdated_warm_copy_is_replaced_never_added_to(
     assert done.returncode == 0, done.stderr
     assert "warm slice differs from the hot rows: replacing it" in done.stderr
     rows = canonical(TABLES_BY_NAME["trades"], hot)
-    assert _warm_digest(warm(), "trades", exchange, old_day) == (20, digest(rows))
+    assert warm_digest(warm(), "trades", exchange, old_day) == (20, digest(rows))
