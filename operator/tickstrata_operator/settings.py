@@ -35,8 +35,9 @@ class OperatorSettings(ServiceSettings):
     questdb_http_url: str = Field(default="http://tickstrata-questdb:9000", pattern=r"^https?://")
     """The hot tier, for the tierer's moves."""
 
-    clickhouse_dsn: str = "http://tickstrata-clickhouse:8123/tickstrata"
-    """The warm tier, for the tierer's moves."""
+    clickhouse_dsn: str = Field(default="http://tickstrata-clickhouse:8123/tickstrata", pattern=r"^https?://")
+    """The warm tier, for the tierer's moves: a ClickHouse server. Never the embedded `chdb://` engine: its directory
+    would live in the tierer pod and go with it, after the moved days had left QuestDB."""
 
     cold_store_url: str = "s3://tickstrata-cold/market-data"
     """The cold tier, for the tierer's moves."""

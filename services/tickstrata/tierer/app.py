@@ -26,7 +26,7 @@ from tickstrata.tierer.move import move_day_to_warm
 from tickstrata.tierer.plan import due_days, reference_day
 from tickstrata.tierer.scales import ScaleBook, read_scale_book
 from tickstrata.tierer.settings import Stage, TiererSettings
-from tickstrata.tierer.warm_store import WarmStore, open_client
+from tickstrata.tierer.warm_store import WarmStore, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class TiererJob(JobApp[TiererSettings]):
             if not count:
                 return {"hot_days_due": 0}
             await rest.create_tables([TIER_CATALOG_SPEC.create_sql()])
-            store = WarmStore(await asyncio.to_thread(open_client, settings.clickhouse_dsn))
+            store = await asyncio.to_thread(open_store, settings.clickhouse_dsn)
             try:
                 await asyncio.to_thread(store.ensure_tables)
                 return await self._move_due(context, rest, store, feed, due)

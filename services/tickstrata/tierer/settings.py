@@ -55,7 +55,9 @@ class TiererSettings(ServiceSettings):
     """The hot tier's REST endpoint (partition listing, SQL, bulk export)."""
 
     clickhouse_dsn: str = Field(default="chdb:///var/lib/tickstrata/warm", pattern=r"^(chdb:///|https?://)")
-    """Warm tier: `chdb:///abs/dir` (embedded engine) or `http(s)://user:pass@host:8123/db` (a server)."""
+    """Warm tier: `chdb:///abs/dir` (embedded engine) or `http(s)://user:pass@host:8123/db` (a server). The embedded
+    engine is for one machine (`tickstrata up`, tests): in a pod its directory must be a persistent volume, or the
+    moved days would leave QuestDB for a disk that goes with the pod."""
 
     cold_store_url: str = "file:///var/lib/tickstrata/cold"
     """Cold tier: `s3://bucket/prefix` or `file:///abs/dir` (the embedded default)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
 import pyarrow as pa
@@ -24,15 +24,18 @@ class WarmStoreError(RuntimeError):
     """The warm tier is misconfigured or refused an operation."""
 
 
-def open_client(dsn: str) -> Any:
-    """A clickhouse-connect client for ``chdb:///abs/dir`` or ``http(s)://user:pass@host:port``."""
+def open_store(dsn: str) -> WarmStore:
+    """The warm store at ``chdb:///abs/dir`` (embedded) or ``http(s)://user:pass@host:port[/database]`` (a server;
+    the database, ``tickstrata`` by default, is created by ``ensure_tables`` if missing)."""
     parts = urlsplit(dsn)
     if parts.scheme == "chdb":
         if not parts.path.startswith("/"):
             raise WarmStoreError(f"a chdb DSN needs an absolute directory: chdb:///abs/dir, got {dsn!r}")
-        return clickhouse_connect.get_client(interface="chdb", path=parts.path)
+        return WarmStore(clickhouse_connect.get_client(interface="chdb", path=parts.path))
     if parts.scheme in ("http", "https"):
-        return clickhouse_connect.get_client(dsn=dsn)
+        database = parts.path.strip("/") or WARM_DATABASE
+        server = urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))  # connect first, create it later
+        return WarmStore(clickhouse_connect.get_client(dsn=server), database)
     raise WarmStoreError(f"unsupported warm tier DSN {dsn!r}: use chdb:///abs/dir or http(s)://host:port")
 
 

@@ -273,6 +273,7 @@ def test_the_schema_rejects_unknown_and_bad_values() -> None:
         "redis.url=http://wrong",
         "components.operator.replicas=2",
         "networkPolicy.ports.redis=70000",
+        "clickhouse.dsn=chdb:///tmp/warm",  # an embedded warm tier would live (and die) in a tierer pod
     ):
         done = helm("template", "rel", str(CHART), "--set", bad)
         assert done.returncode != 0, bad

@@ -288,3 +288,9 @@ def test_the_cron_jobs_run_the_tierer_job_with_its_stage() -> None:
             env = {item["name"]: item.get("value") for item in container["env"]}
             stages[child["metadata"]["name"]] = load_settings(TiererSettings, env).stage
     assert sorted(stages.values()) == sorted([Stage.HOT_TO_WARM, Stage.WARM_TO_COLD, Stage.EXPIRE_COLD])
+
+
+def test_the_operator_refuses_an_embedded_warm_tier_for_its_cronjobs() -> None:
+    # A chdb:// directory would be inside the tierer pod: the moved days would leave QuestDB for a disk that dies.
+    with pytest.raises(ValueError, match="clickhouse_dsn"):
+        OperatorSettings(image="registry.example/tickstrata:1.2.3", clickhouse_dsn="chdb:///var/lib/warm")
