@@ -28,7 +28,7 @@ from questdb import Sender, TimestampNanos
 
 from tests.integration.query_harness import running_query
 from tickstrata.client import InvalidQueryError, MarketDataClient, NotFoundError
-from tickstrata.common.questdb_schema import create_table_statements
+from tickstrata.common.questdb_schema import TIER_CATALOG_SPEC, create_table_statements
 from tickstrata.localstack.questdb import QuestDBServer
 from tickstrata.localstack.redis import RedisServer
 from tickstrata.marketdata.v1 import market_data_pb2 as md
@@ -342,3 +342,35 @@ def test_the_cli_prints_a_table_and_writes_exact_csv_and_parquet(
     )  # fmt: skip
     assert bad.returncode == 2
     assert "cannot read the time 'yesterday-ish'" in bad.stderr
+
+
+def test_a_range_reaching_into_days_moved_to_warm_is_refused_not_answered_with_a_hole(
+    stub: pb_grpc.MarketDataServiceStub, stored: tuple[str, list[Minute]], questdb_server: QuestDBServer
+) -> None:
+    exchange, _ = stored
+    moved_day_ns = T0_NS - T0_NS % DAY_NS - 3 * DAY_NS  # a day before the stored data, as the tierer records it
+    questdb_server.exec_sql(TIER_CATALOG_SPEC.create_sql())
+    questdb_server.exec_sql(
+        f"INSERT INTO {TIER_CATALOG_SPEC.name} VALUES ({moved_day_ns}::timestamp_ns, 'trades', '{exchange}', "
+        "'BTC-USDT', 'warm', 42, 'digest', 1.5, 2, 8, false, 0)"
+    )
+    request = pb.GetTradesRequest(exchange=exchange, symbol="BTC-USDT", start_ns=moved_day_ns, end_ns=T0_NS + DAY_NS)
+    deadline = time.monotonic() + 30
+    while True:  # the catalog row is applied asynchronously
+        try:
+            list(stub.GetTrades(request, timeout=30))
+        except grpc.RpcError as caught:
+            error: grpc.Call = caught  # type: ignore[assignment]
+            break
+        assert time.monotonic() < deadline, "a range over a moved day was answered from the hot tier alone"
+        time.sleep(0.2)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
+    moved = datetime.fromtimestamp(moved_day_ns // 10**9, UTC).date()
+    assert f"1 day(s) of trades for {exchange} BTC-USDT in this range ({moved} to {moved}) moved to the warm tier" in (
+        error.details() or ""
+    )
+    # Candles of the same days did not move, and a trade range after the moved day is answered as before.
+    candles = pb.GetCandlesRequest(exchange=exchange, symbol="BTC-USDT", start_ns=moved_day_ns, end_ns=T0_NS + DAY_NS)
+    assert _read(stub.GetCandles(candles, timeout=30))[0].num_rows > 0
+    after = pb.GetTradesRequest(exchange=exchange, symbol="BTC-USDT", start_ns=T0_NS, end_ns=T0_NS + DAY_NS)
+    assert _read(stub.GetTrades(after, timeout=30))[0].num_rows == 600

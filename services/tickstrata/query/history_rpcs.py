@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -171,7 +172,26 @@ class HistoryRpcs:
             )
             _fail(grpc.StatusCode.NOT_FOUND, f"tickstrata holds no data for {what}")
 
+    async def _refuse_moved_days(self, table: str, query: HistoryQuery) -> None:
+        """Refuse a range that reaches into days the tierer moved to the warm tier: answering from the hot tier alone
+        would return a hole where those days' rows are."""
+        try:
+            moved = await self._hot.moved_days(table, query.exchange, query.symbol, query.start_ns, query.end_ns)
+        except TierUnavailableError as error:
+            _fail(grpc.StatusCode.UNAVAILABLE, f"storage unavailable, retry with backoff: {error}")
+        if moved:
+            first, last = (
+                dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).date() for ns in (moved[0], moved[-1])
+            )
+            resume = last + dt.timedelta(days=1)
+            _fail(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{len(moved)} day(s) of {table} for {query.exchange} {query.symbol} in this range ({first} to {last}) "
+                f"moved to the warm tier, which this query service does not read yet; ask for a range from {resume} on",
+            )
+
     async def _read(self, what: str, query: HistoryQuery, reader: Any) -> pa.Table:
+        await self._refuse_moved_days(what, query)
         with tracer.start_as_current_span(
             f"questdb.read {what}",
             kind=SpanKind.CLIENT,

@@ -20,6 +20,7 @@ from typing import Any, Final, cast
 import psycopg
 import pyarrow as pa
 
+from tickstrata.common.questdb_schema import TIER_CATALOG_TABLE
 from tickstrata.query.bad_values import BadValues
 from tickstrata.query.instruments import Instrument
 from tickstrata.query.pg_pool import PgPool
@@ -51,6 +52,11 @@ _TRADES_SQL: Final = (
 _INSTRUMENTS_SQL: Final = (
     "SELECT DISTINCT exchange, symbol FROM trades UNION SELECT DISTINCT exchange, symbol FROM candles"
 )
+_MOVED_DAYS_SQL: Final = (
+    f"SELECT cast(ts AS LONG) FROM {TIER_CATALOG_TABLE} WHERE data_table = %s AND exchange = %s AND symbol = %s "  # noqa: S608 - a constant
+    "AND ts >= cast(%s AS TIMESTAMP_NS) AND ts < cast(%s AS TIMESTAMP_NS) ORDER BY ts"
+)
+DAY_NS: Final = 86_400 * 1_000_000_000
 
 
 class _Abandoned(Exception):  # noqa: N818 - control flow inside `_stream`, never escapes it
@@ -60,8 +66,8 @@ class _Abandoned(Exception):  # noqa: N818 - control flow inside `_stream`, neve
 class QuestDBHotTier:
     """Reads the hot tier.
 
-    Until the tiering issue adds the tier catalog, nothing has ever left QuestDB, so it answers for all time; the
-    tierer will move this boundary forward as it verifies each partition's copy in the warm tier."""
+    It answers for all time except the days the tierer moved to the warm tier (`moved_days`, from the tier catalog),
+    which this service cannot read yet: a call that touches one is refused instead of answered with a hole."""
 
     name: str = "hot"
 
@@ -142,19 +148,30 @@ class QuestDBHotTier:
 
     async def read_instruments(self) -> frozenset[Instrument]:
         """(exchange, symbol) pairs stored here: a full scan, so callers go through `InstrumentCache`."""
+        rows = await self._fetch(_INSTRUMENTS_SQL, ())
+        return frozenset((str(e), str(s)) for e, s in rows)  # one row per instrument
+
+    async def moved_days(self, table: str, exchange: str, symbol: str, start_ns: int, end_ns: int) -> list[int]:
+        """The first nanosecond of each day of [start, end) whose `table` rows of the instrument moved to warm (a
+        tiny indexed read of the tier catalog; none before the tierer first ran)."""
+        day_start_ns = start_ns - start_ns % DAY_NS
+        rows = await self._fetch(_MOVED_DAYS_SQL, (table, exchange, symbol, day_start_ns, end_ns))
+        return [int(row[0]) for row in rows]
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """All rows of a small query; none when its table does not exist yet."""
         for attempt in range(2):
             reused = False
             try:
                 async with self._pool.lease() as lease:
                     reused = lease.reused
-                    cursor = await lease.connection.execute(_INSTRUMENTS_SQL)
-                    found = {(str(e), str(s)) for e, s in await cursor.fetchall()}  # one row per instrument
-                return frozenset(found)
+                    cursor = await lease.connection.execute(sql, params)
+                    return list(await cursor.fetchall())
             except psycopg.errors.UndefinedTable:
-                return frozenset()
+                return []
             except psycopg.Error as error:
                 if "does not exist" in str(error):
-                    return frozenset()
+                    return []
                 if attempt == 0 and reused and isinstance(error, psycopg.OperationalError):
                     continue
                 raise TierUnavailableError(f"QuestDB read failed: {error}") from error
