@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tickstrata.common.questdb_schema import TABLES, TRADES_TABLE
+from tickstrata.common.questdb_schema import TABLES, TIER_CATALOG_SPEC, TRADES_TABLE
 from tickstrata.localstack.questdb import QuestDBServer
 
 pytestmark = pytest.mark.integration
@@ -106,9 +106,27 @@ def test_an_unknown_tierer_variable_is_refused_before_any_work(questdb_server: Q
     assert "TIERER_HOT_DAYZ: not a setting of this service; did you mean TIERER_HOT_DAYS?" in done.stderr
 
 
-def test_stages_that_cannot_run_yet_say_so(questdb_server: QuestDBServer) -> None:
-    done = _tierer(questdb_server, stage="warm-to-cold")
-    assert done.returncode == 1
-    assert "stage warm-to-cold: the move is not built yet" in done.stderr
+def test_stages_not_built_yet_finish_with_nothing_due_and_fail_naming_what_is_due(
+    questdb_server: QuestDBServer, exchange: str
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    _trades(questdb_server, exchange, [now - DAY])
+    nothing = _tierer(questdb_server, stage="warm-to-cold", exchange=exchange, hot_days="7", warm_days="365")
+    assert nothing.returncode == 0, nothing.stderr
+    old_day = (now - 400 * DAY).date()
+    questdb_server.exec_sql(TIER_CATALOG_SPEC.create_sql())
+    questdb_server.exec_sql(
+        f"INSERT INTO {TIER_CATALOG_SPEC.name} VALUES ('{old_day.isoformat()}T00:00:00.000000Z', 'trades', "
+        f"'{exchange}', 'BTC-USDT', 'warm', 1, 'digest', 1.0, 1, 1, false, 0)"
+    )
+    deadline = time.monotonic() + 30
+    while True:  # the catalog row is applied asynchronously
+        done = _tierer(questdb_server, stage="warm-to-cold", exchange=exchange, hot_days="7", warm_days="365")
+        if done.returncode != 0 or time.monotonic() > deadline:
+            break
+    assert done.returncode == 1, done.stderr
+    assert f"stage warm-to-cold: 1 month(s) of {exchange} in the warm tier are due ({old_day:%Y-%m})" in done.stderr
     kept = _tierer(questdb_server, stage="expire-cold", cold_days="0")
     assert kept.returncode == 0, kept.stderr
+    expire = _tierer(questdb_server, stage="expire-cold", exchange=exchange, cold_days="400", warm_days="365")
+    assert expire.returncode == 0, expire.stderr  # nothing was ever moved to cold

@@ -3,8 +3,9 @@
 Built: the job's lifecycle (`common.job`), its settings (every variable the operator sets, nothing else), and the
 hot → warm stage: the feed's days older than `hot_days` (aged from min(wall clock, newest row)) are copied to
 ClickHouse instrument by instrument, verified, catalogued (`tierer.move`), and each hot day partition is dropped
-once every exchange in it is warm (`tierer.hot_drop`). Not built yet: warm → cold and cold expiry; a stage with
-work it cannot do fails loudly, naming what is due, instead of exiting 0 and letting a tier grow unseen.
+once every exchange in it is warm (`tierer.hot_drop`). Not built yet: warm → cold and cold expiry; those stages
+plan from the tier catalog and, when months are due, fail loudly naming them instead of exiting 0 and letting a
+tier grow unseen.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import Any, ClassVar
 
 from tickstrata.common.job import JobApp, JobContext
 from tickstrata.common.questdb_rest import QuestDBRest
-from tickstrata.common.questdb_schema import TABLES_BY_NAME, TIER_CATALOG_SPEC
+from tickstrata.common.questdb_schema import TABLES_BY_NAME, TIER_CATALOG_SPEC, StorageTier
 from tickstrata.tierer import catalog
 from tickstrata.tierer.hot import FeedFilter, HotTable, day_exchanges, feed_tables
 from tickstrata.tierer.hot_drop import drop_if_all_warm
 from tickstrata.tierer.move import move_day_to_warm
-from tickstrata.tierer.plan import due_days, reference_day
+from tickstrata.tierer.plan import due_days, due_months, reference_day
 from tickstrata.tierer.scales import ScaleBook, read_scale_book
 from tickstrata.tierer.settings import Stage, TiererSettings
 from tickstrata.tierer.warm_store import WarmStore, open_store
@@ -53,8 +54,34 @@ class TiererJob(JobApp[TiererSettings]):
             elif stage is Stage.EXPIRE_COLD and not settings.cold_days:
                 summary["expire_cold"] = "cold data is kept forever (TIERER_COLD_DAYS=0)"
             else:
-                raise MoveNotBuiltError(f"stage {stage}: the move is not built yet (only hot-to-warm moves data)")
+                summary.update(await self._plan_unbuilt(stage))
         return summary
+
+    async def _plan_unbuilt(self, stage: Stage) -> dict[str, Any]:
+        """Warm → cold and cold expiry are not built: with nothing due (read from the tier catalog) the stage is
+        done; with months due it fails naming them, so the data's age is never ignored silently."""
+        settings = self.settings
+        tier, keep_days = (
+            (StorageTier.WARM, settings.warm_days)
+            if stage is Stage.WARM_TO_COLD
+            else (StorageTier.COLD, settings.cold_days)
+        )
+        rest = QuestDBRest(settings.questdb_http_url)
+        try:
+            await rest.create_tables([TIER_CATALOG_SPEC.create_sql()])
+            days = await catalog.catalogued_days(rest, settings.exchange, tier)
+            tables = await feed_tables(rest, FeedFilter(settings.exchange, tuple(settings.symbols)))
+        finally:
+            await rest.close()
+        newest = max((t.newest_ns for t in tables if t.newest_ns is not None), default=None)
+        reference = reference_day(wall_ns=time.time_ns(), newest_ns=newest)
+        due = due_months(days, reference=reference, keep_days=keep_days)
+        if due:
+            raise MoveNotBuiltError(
+                f"stage {stage}: {len(due)} month(s) of {settings.exchange or 'every exchange'} in the {tier} tier are "
+                f"due ({', '.join(m.strftime('%Y-%m') for m in due)}), but this move is not built yet: they stay {tier}"
+            )
+        return {f"{stage}_months_due": 0, f"{tier}_days_catalogued": len(days)}
 
     async def _hot_to_warm(self, context: JobContext) -> dict[str, Any]:
         settings = self.settings

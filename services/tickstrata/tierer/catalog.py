@@ -59,3 +59,13 @@ async def catalogued(
         f"AND tier = {sql_text(str(tier))}"
     )
     return {(str(r[0]), str(r[1])): (int(r[2]), str(r[3])) for r in payload.get("dataset", [])}
+
+
+async def catalogued_days(rest: QuestDBRest, exchange: str, tier: StorageTier) -> list[dt.date]:
+    """The distinct days of ``exchange`` (every exchange when empty) catalogued in ``tier``, oldest first."""
+    where = f"tier = {sql_text(str(tier))}" + (f" AND exchange = {sql_text(exchange)}" if exchange else "")
+    payload = await rest.exec_sql(
+        f"SELECT DISTINCT cast(ts AS LONG) FROM {TIER_CATALOG_TABLE} WHERE {where}"  # noqa: S608 - literals quoted
+    )
+    days = {dt.datetime.fromtimestamp(int(row[0]) // 1_000_000_000, dt.UTC).date() for row in payload["dataset"]}
+    return sorted(days)
