@@ -49,6 +49,7 @@ from bench._tier_data import (
     build_datasets,
     venue_text,
 )
+from bench._tier_production import measure as measure_production
 
 DECIMAL_SAMPLE_ROWS: Final = 10_000
 GOALS: Final = (("cold", "trades", 30.0), ("warm", "trades", 25.0), ("warm", "candles", 8.0))
@@ -390,6 +391,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         session = Session(str(work_dir / "chdb"))  # type: ignore[no-untyped-call]  # chdb ships no annotations
         try:
             results = measure_warm(session, work_dir, datasets, args.seed)
+            production = Measurement("warm", "e tickstrata warm schema", "int64")
+            production.bytes_per_row, production.write_secs, production.inexact_rows = measure_production(
+                session, work_dir, datasets
+            )
+            results.append(production)
         finally:
             session.close()  # type: ignore[no-untyped-call]
         results += measure_cold(work_dir, datasets, args.seed)
