@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.integration.servers.kube_fixtures import install_crd
@@ -102,10 +103,15 @@ def started() -> Iterator[list[ServiceProcess]]:
 
 @pytest.fixture
 def role_env(
-    redis_server: RedisServer, questdb_server: QuestDBServer, simulator: SimulatorEndpoints, kube_cluster: KubeCluster
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    questdb_server: QuestDBServer,
+    simulator: SimulatorEndpoints,
+    kube_cluster: KubeCluster,
 ) -> Callable[[RoleSpec], dict[str, str]]:
     """The environment a role needs beyond its ports: Redis, for the collector a venue (the simulator), for the
-    operator a Kubernetes API server with the ExchangeFeed CRD."""
+    operator a Kubernetes API server with the ExchangeFeed CRD. `redis_client` empties the shared Redis after the
+    test: a collector publishes its instruments and trades there, which the next test on this worker must not see."""
 
     def env(spec: RoleSpec) -> dict[str, str]:
         values = {f"{spec.env_prefix}REDIS_URL": redis_server.url} if spec.needs_redis else {}
