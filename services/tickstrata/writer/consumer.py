@@ -36,6 +36,7 @@ from tickstrata.common.streams import (
     dead_letter_stream,
     parse_market_data_stream,
 )
+from tickstrata.writer.candle_guard import ClosedCandles
 from tickstrata.writer.entry_rules import entry_violation, size_violation
 from tickstrata.writer.frames import TableFrame, build_batch
 from tickstrata.writer.questdb_sink import TableWrite
@@ -90,6 +91,7 @@ class StreamConsumer:
         self._config = config
         self._tracer = tracer or trace.get_tracer(__name__)
         self._clock_ns = clock_ns
+        self._closed_candles = ClosedCandles()
         self.group = ConsumerGroup(
             redis,
             self._handle,
@@ -143,7 +145,8 @@ class StreamConsumer:
         decoded = self._decode(delivered, spans, outcome)
         if decoded:
             # Off the event loop: a large batch takes tens of milliseconds of CPU, and health checks must answer.
-            batch = await asyncio.to_thread(build_batch, [(item.fields, events) for item, events in decoded])
+            entries = [(item.fields, events) for item, events in decoded]
+            batch = await asyncio.to_thread(build_batch, entries, self._closed_candles.keep)
             for index, (item, _) in enumerate(decoded):
                 if index in batch.rejected:
                     outcome.dead.append((item, batch.rejected[index]))

@@ -251,22 +251,32 @@ class Batch:
     """Index in the input → why that entry cannot be stored (the dead-letter reason)."""
 
 
-def build_batch(entries: Sequence[tuple[EntryFields, Sequence[WireEvent]]]) -> Batch:
+def _kept(events: Sequence[WireEvent], keep: Callable[[WireEvent], bool] | None) -> Sequence[WireEvent]:
+    # Only candle entries are judged (a stream holds one type): the filter costs nothing on the trade path.
+    if keep is None or not events or type(events[0]) is not WireCandle:
+        return events
+    return [event for event in events if keep(event)]
+
+
+def build_batch(
+    entries: Sequence[tuple[EntryFields, Sequence[WireEvent]]], keep: Callable[[WireEvent], bool] | None = None
+) -> Batch:
     """Frames for a batch of decoded entries; entries that fail a check are rejected alone, with their reason.
 
     The fast path checks the whole batch at once. When it fails, each entry is judged by the canonical decoder
     (``EntryDecodeError`` → rejected with its reason) and then checked alone in its canonical form (a value
-    valid as an event but not storable, such as ``1E+400``, → rejected as ``unstorable_value``).
+    valid as an event but not storable, such as ``1E+400``, → rejected as ``unstorable_value``). ``keep`` leaves
+    out candle events that must not be written (``writer.candle_guard``), in entry order, on either path.
     """
     try:
-        return Batch(build_frames(events for _, events in entries), {})
+        return Batch(build_frames(_kept(events, keep) for _, events in entries), {})
     except ColumnCheckError:
         pass
     rejected: dict[int, str] = {}
     kept: list[Sequence[WireEvent]] = []
     for index, (fields, _) in enumerate(entries):
         try:
-            events = canonical_wire_entry(fields)
+            events = _kept(canonical_wire_entry(fields), keep)
             build_frames([events])
         except EntryDecodeError as error:
             rejected[index] = str(error)
