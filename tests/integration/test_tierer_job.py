@@ -120,10 +120,11 @@ def test_stages_not_built_yet_finish_with_nothing_due_and_fail_naming_what_is_du
         f"'{exchange}', 'BTC-USDT', 'warm', 1, 'digest', 1.0, 1, 1, false, 0)"
     )
     deadline = time.monotonic() + 30
-    while True:  # the catalog row is applied asynchronously
-        done = _tierer(questdb_server, stage="warm-to-cold", exchange=exchange, hot_days="7", warm_days="365")
-        if done.returncode != 0 or time.monotonic() > deadline:
-            break
+    catalogued = f"SELECT count() FROM {TIER_CATALOG_SPEC.name} WHERE exchange = '{exchange}'"
+    while int(questdb_server.exec_sql(catalogued)["dataset"][0][0]) < 1:  # applied asynchronously (WAL)
+        assert time.monotonic() < deadline, "QuestDB never applied the catalog row"
+        time.sleep(0.1)
+    done = _tierer(questdb_server, stage="warm-to-cold", exchange=exchange, hot_days="7", warm_days="365")
     assert done.returncode == 1, done.stderr
     assert f"stage warm-to-cold: 1 month(s) of {exchange} in the warm tier are due ({old_day:%Y-%m})" in done.stderr
     kept = _tierer(questdb_server, stage="expire-cold", cold_days="0")

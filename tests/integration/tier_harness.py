@@ -37,6 +37,7 @@ def hot_count(questdb: QuestDBServer, table: str, exchange: str, day: dt.date | 
 
 
 def hot_rows(questdb: QuestDBServer, table: str, exchange: str, day: dt.date) -> pa.Table:
+    """The reference: the day's rows read here, independently of `tierer.export` (whose read is under test)."""
     spec = TABLES_BY_NAME[table]
     start_ns, end_ns = day_bounds_ns(day)
     columns = ", ".join(

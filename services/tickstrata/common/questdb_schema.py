@@ -96,6 +96,12 @@ class TableSpec:
     """QuestDB's partition unit: DAY for market data (the tierer moves whole days); a small table takes YEAR."""
 
     @property
+    def instrument_time_order(self) -> tuple[str, ...]:
+        """Instrument, time, then the rest of the dedup key: how the cooler tiers sort rows (and compare them)."""
+        rest = tuple(key for key in self.dedup_keys if key not in ("ts", "exchange", "symbol"))
+        return ("exchange", "symbol", "ts", *rest)
+
+    @property
     def symbol_columns(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns if column.kind is Kind.SYMBOL)
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from tickstrata.common.questdb_schema import Kind, Scale
 from tickstrata.common.scaled import from_scaled, to_scaled
-from tickstrata.common.warm_schema import LEVEL_PARTS, SCALE_COLUMN_OF, WarmColumn, WarmTable
+from tickstrata.common.warm_schema import LEVEL_PART_INDEX, LEVEL_PARTS, SCALE_COLUMN_OF, WarmColumn, WarmTable
 
 _TIMESTAMP: Final = pa.timestamp("ns", tz="UTC")
 _ARROW_TYPES: Final = {
@@ -66,7 +66,7 @@ def _warm_array(
             return values.cast(_TIMESTAMP)
         if source.kind is Kind.LEVELS:
             assert column.scale is not None
-            part = next(index for index, (_, scale) in enumerate(LEVEL_PARTS) if scale is column.scale)
+            part = LEVEL_PART_INDEX[column.scale]
             return _scaled_level_part(values.cast(_LEVELS_TYPE), part, _scales(per_row, column.scale, table.name))
         if column.scale is not None:
             doubles = values.cast(pa.float64()).to_numpy(zero_copy_only=False)

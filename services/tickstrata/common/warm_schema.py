@@ -40,6 +40,8 @@ SIZE_SCALE_COLUMN: Final = "size_scale"
 SCALE_COLUMN_OF: Final = {Scale.PRICE: PRICE_SCALE_COLUMN, Scale.SIZE: SIZE_SCALE_COLUMN}
 LEVEL_PARTS: Final = (("prices", Scale.PRICE), ("sizes", Scale.SIZE))
 """A book side ``[[prices], [sizes]]`` becomes ``<side>_prices`` and ``<side>_sizes``."""
+LEVEL_PART_INDEX: Final = {scale: index for index, (_, scale) in enumerate(LEVEL_PARTS)}
+"""Where a scale's values sit in a book side: ``[[prices], [sizes]]``."""
 
 _ZSTD: Final = "ZSTD(3)"
 _TIMESTAMP: Final = f"DateTime64(9, 'UTC') CODEC(GCD, Delta, {_ZSTD})"
@@ -84,8 +86,7 @@ class WarmTable:
 
     @property
     def order_by(self) -> tuple[str, ...]:
-        rest = tuple(key for key in self.spec.dedup_keys if key not in ("ts", "exchange", "symbol"))
-        return ("exchange", "symbol", "ts", *rest)
+        return self.spec.instrument_time_order
 
     def create_sql(self, database: str = WARM_DATABASE) -> str:
         columns = ", ".join(f"{column.name} {column.ddl_type}" for column in self.columns)

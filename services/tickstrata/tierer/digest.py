@@ -37,12 +37,6 @@ _CANONICAL: Final = {
 }
 
 
-def sort_keys(spec: TableSpec) -> list[str]:
-    """Instrument, time, then the rest of the dedup key: one order for every tier."""
-    rest = [key for key in spec.dedup_keys if key not in ("ts", "exchange", "symbol")]
-    return ["exchange", "symbol", "ts", *rest]
-
-
 def canonical(spec: TableSpec, rows: pa.Table) -> pa.Table:
     """``rows`` (any tier's read, the spec's column names) in the canonical types and order."""
     arrays = {}
@@ -54,7 +48,7 @@ def canonical(spec: TableSpec, rows: pa.Table) -> pa.Table:
             values = values.cast(pa.timestamp("ns", tz=values.type.tz)).cast(pa.int64())
         arrays[column.name] = values.cast(_CANONICAL[column.kind])
     table = pa.table(arrays)
-    return table.sort_by([(key, "ascending") for key in sort_keys(spec)])
+    return table.sort_by([(key, "ascending") for key in spec.instrument_time_order])
 
 
 def digest(table: pa.Table) -> str:

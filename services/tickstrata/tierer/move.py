@@ -111,8 +111,9 @@ async def _move_instrument(
             token += f"/{uuid.uuid4().hex}"
         warm = to_warm(warm_table, rows, scales.by_scale)
         await asyncio.to_thread(store.insert, warm_table, warm, token=token)
-    back = await asyncio.to_thread(store.read_day, warm_table, exchange, (symbol,), day)
-    back_hot = canonical(spec, from_warm(warm_table, back))
+        # Read back what was written: the insert itself is what the digest must vouch for.
+        held = await asyncio.to_thread(store.read_day, warm_table, exchange, (symbol,), day)
+    back_hot = canonical(spec, from_warm(warm_table, held))
     found = (back_hot.num_rows, digest(back_hot))
     _verify(spec, exchange, symbol, day, expected=(rows.num_rows, hot_digest), found=found)
     volume_column = VOLUME_COLUMN.get(spec.name)

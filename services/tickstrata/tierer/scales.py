@@ -20,7 +20,7 @@ import pyarrow as pa
 from tickstrata.common.questdb_rest import QuestDBRest, sql_text
 from tickstrata.common.questdb_schema import INSTRUMENTS_TABLE, Kind, Scale, TableSpec
 from tickstrata.common.scaled import scale_of_increment, smallest_exact_scale
-from tickstrata.common.warm_schema import LEVEL_PARTS
+from tickstrata.common.warm_schema import LEVEL_PART_INDEX
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ def _scaled_values(spec: TableSpec, rows: pa.Table, scale: Scale) -> npt.NDArray
         if column.scale is scale:
             parts.append(rows.column(column.name).to_numpy(zero_copy_only=False).astype(np.float64))
         elif column.kind is Kind.LEVELS:
-            part = next(index for index, (_, level_scale) in enumerate(LEVEL_PARTS) if level_scale is scale)
+            part = LEVEL_PART_INDEX[scale]
             for side in rows.column(column.name).to_pylist():
                 if side:
                     parts.append(np.asarray(side[part], dtype=np.float64))

@@ -16,7 +16,13 @@ import clickhouse_connect
 import pyarrow as pa
 
 from tickstrata.common.questdb_rest import sql_text
-from tickstrata.common.warm_schema import DEDUP_WINDOW_INSERTS, WARM_DATABASE, WarmTable, create_warm_statements
+from tickstrata.common.warm_schema import (
+    DEDUP_WINDOW_INSERTS,
+    WARM_DATABASE,
+    WARM_TABLES,
+    WarmTable,
+    create_warm_statements,
+)
 from tickstrata.tierer.export import day_bounds_ns
 
 
@@ -47,11 +53,12 @@ class WarmStore:
     def ensure_tables(self) -> None:
         for statement in create_warm_statements(self.database):
             self._client.command(statement)
-        for table in ("trades",):  # every warm table is created alike; one check says the window is in force
-            create = str(self._client.command(f"SHOW CREATE TABLE {self.database}.{table}"))
+        for table in WARM_TABLES:  # a table created by hand or by an older version may lack it
+            create = str(self._client.command(f"SHOW CREATE TABLE {self.database}.{table.name}"))
             if f"non_replicated_deduplication_window = {DEDUP_WINDOW_INSERTS}" not in create:
                 raise WarmStoreError(
-                    f"{self.database}.{table} has no insert deduplication window: a retried move could duplicate rows"
+                    f"{self.database}.{table.name} has no insert deduplication window: "
+                    "a retried move could duplicate rows"
                 )
 
     def insert(self, table: WarmTable, rows: pa.Table, *, token: str) -> None:
